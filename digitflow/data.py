@@ -1,0 +1,136 @@
+"""Dataset decoding, scaling and splitting: pure functions over arrays, no file I/O except loaders.
+
+Both datasets become the same thing after ``preprocess``: a float32 matrix of flattened images, int64
+labels and a small description (image shape, where a predefined test set starts). Later stages load the
+matrix memory-mapped, so it is decoded once and never copied whole into each process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+from digitflow import paths
+from digitflow.io import read_json
+from digitflow.params import SplitParams
+
+N_CLASSES = 10
+CLASS_NAMES = tuple(str(digit) for digit in range(N_CLASSES))
+
+
+@dataclass(frozen=True)
+class DatasetMeta:
+    """What later stages need to know about the preprocessed images."""
+
+    dataset: str
+    image_shape: tuple[int, int]
+    n_images: int
+    scaling: str
+    # Index of the first image of a published test set (MNIST's 10,000 images), or None.
+    predefined_test_start: int | None
+
+    @classmethod
+    def from_json(cls, data: dict) -> DatasetMeta:
+        return cls(**{**data, "image_shape": tuple(data["image_shape"])})
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SplitIndices:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def load_digits_images() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8x8 digits as uint8 images (values 0..16) and int64 labels."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.images.astype(np.uint8), bunch.target.astype(np.int64)
+
+
+def flatten_images(images: np.ndarray) -> np.ndarray:
+    """(n, h, w) images of any numeric type -> (n, h*w) float32."""
+    if images.ndim != 3:
+        raise ValueError(f"expected images shaped (n, height, width), got shape {images.shape}")
+    return images.reshape(len(images), -1).astype(np.float32)
+
+
+def split_indices(labels: np.ndarray, params: SplitParams, predefined_test_start: int | None = None) -> SplitIndices:
+    """Train / validation / test indices, sorted.
+
+    With a predefined test set (MNIST) that set stays the test set and validation is a stratified
+    ``val_size`` fraction of the rest. Otherwise ``test_size`` is taken first, exactly as
+    ``train_test_split(X, y, test_size, random_state=seed)`` does in the classic digits notebook
+    (stratified if ``stratify_test``), then a stratified validation fraction from what remains.
+    """
+    labels = np.asarray(labels)
+    everything = np.arange(len(labels))
+    if predefined_test_start is not None:
+        train_val, test = everything[:predefined_test_start], everything[predefined_test_start:]
+    else:
+        train_val, test = train_test_split(
+            everything,
+            test_size=params.test_size,
+            random_state=params.seed,
+            stratify=labels if params.stratify_test else None,
+        )
+    train, val = train_test_split(
+        train_val, test_size=params.val_size, random_state=params.seed, stratify=labels[train_val]
+    )
+    return SplitIndices(train=np.sort(train), val=np.sort(val), test=np.sort(test))
+
+
+def fit_scaler(features: np.ndarray, scaling: str) -> StandardScaler | MinMaxScaler | None:
+    """Fit the chosen scaler on training rows only, so no test statistics leak into training."""
+    if scaling == "none":
+        return None
+    scaler = StandardScaler() if scaling == "standard" else MinMaxScaler()
+    return scaler.fit(features)
+
+
+def scale(features: np.ndarray, scaler: StandardScaler | MinMaxScaler | None) -> np.ndarray:
+    scaled = features if scaler is None else scaler.transform(features)
+    return np.asarray(scaled, dtype=np.float32)
+
+
+def preprocess_images(
+    images: np.ndarray,
+    labels: np.ndarray,
+    scaling: str,
+    split: SplitParams,
+    predefined_test_start: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten to float32 and scale with statistics from the training rows of the split."""
+    features = flatten_images(images)
+    train_rows = split_indices(labels, split, predefined_test_start).train
+    scaler = fit_scaler(features[train_rows], scaling)
+    return scale(features, scaler), np.asarray(labels, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """Features and labels of one part of the split; features may be a memory-mapped view."""
+
+    features: np.ndarray
+    labels: np.ndarray
+
+
+def load_meta(path: Path = paths.PROCESSED_META_FILE) -> DatasetMeta:
+    return DatasetMeta.from_json(read_json(path))
+
+
+def load_split(part: str) -> SplitData:
+    """Load ``train``, ``val`` or ``test`` from the preprocessed matrix and the split indices."""
+    features = np.load(paths.FEATURES_FILE, mmap_mode="r")
+    labels = np.load(paths.LABELS_FILE)
+    with np.load(paths.SPLIT_INDICES_FILE) as indices:
+        rows = indices[part]
+    return SplitData(features=np.ascontiguousarray(features[rows]), labels=labels[rows])

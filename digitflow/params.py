@@ -1,0 +1,112 @@
+"""Typed, validated pipeline parameters.
+
+``params.yaml`` is the single place for settings. Every stage validates the whole file before doing any
+work, so a typo or an out-of-range value stops the pipeline at its first stage with one message that
+names each offending key and what is allowed, and no output is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from digitflow.errors import ParamsError
+from digitflow.paths import PARAMS_FILE
+
+# torchvision's own upstream mirrors for the four MNIST files.
+DEFAULT_MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(_Section):
+    dataset: Literal["digits", "mnist"] = "digits"
+
+
+class FetchParams(_Section):
+    # Base URLs (http, https or file) or local folders holding the four original .gz files.
+    mirrors: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=lambda: list(DEFAULT_MNIST_MIRRORS), min_length=1
+    )
+
+
+class PreprocessParams(_Section):
+    scaling: Literal["none", "minmax", "standard"] = "standard"
+
+
+class SplitParams(_Section):
+    test_size: float = Field(0.23, gt=0, lt=1)
+    val_size: float = Field(0.1, gt=0, lt=1)
+    seed: int = Field(2, ge=0)
+    # The classic digits notebook split is not stratified; keep it by default so its test set is ours.
+    stratify_test: bool = False
+
+
+class TrainSklearnParams(_Section):
+    C: float = Field(1.0, gt=0)
+    solver: Literal["lbfgs", "newton-cg", "newton-cholesky", "sag", "saga", "liblinear"] = "lbfgs"
+    max_iter: int = Field(1000, ge=1)
+    tol: float = Field(1e-4, gt=0)
+    class_weight: Literal["balanced"] | None = None
+
+
+class TrainTorchParams(_Section):
+    optimizer: Literal["sgd", "adam"] = "adam"
+    lr: float = Field(0.01, gt=0)
+    batch_size: int = Field(256, ge=1)
+    epochs: int = Field(20, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = Field(0, ge=0)
+
+
+class TrackingParams(_Section):
+    experiment: str = Field("digitflow", min_length=1)
+
+
+class Params(_Section):
+    data: DataParams = DataParams()
+    fetch: FetchParams = FetchParams()
+    preprocess: PreprocessParams = PreprocessParams()
+    split: SplitParams = SplitParams()
+    train_sklearn: TrainSklearnParams = TrainSklearnParams()
+    train_torch: TrainTorchParams = TrainTorchParams()
+    tracking: TrackingParams = TrackingParams()
+
+
+def _format_error(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"  {key}: unknown key; remove it or check its spelling"
+    return f"  {key}: {error['msg']} (got {error['input']!r})"
+
+
+def parse_params(raw: Any, source: str = str(PARAMS_FILE)) -> Params:
+    """Validate a decoded ``params.yaml``; raise ``ParamsError`` listing every problem at once."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "\n".join(_format_error(e) for e in exc.errors())
+        raise ParamsError(f"{source} is invalid:\n{problems}") from None
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read and validate the params file."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ParamsError(f"{path} not found; run from the project root") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {exc}") from None
+    return parse_params(raw, str(path))

@@ -1,0 +1,46 @@
+"""What both training stages log to MLflow, so their runs hold the same names side by side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from digitflow.data import CLASS_NAMES, DatasetMeta
+from digitflow.figures import confusion_heatmap
+from digitflow.metrics import confusion, summary_metrics
+from digitflow.params import Params
+
+
+def run_params(params: Params, stage: str, meta: DatasetMeta) -> dict[str, Any]:
+    """The stage's own params plus what defines its data: dataset, scaling and split."""
+    logged: dict[str, Any] = dict(getattr(params, stage).model_dump())
+    logged.update(dataset=meta.dataset, scaling=meta.scaling, image_shape="x".join(map(str, meta.image_shape)))
+    logged.update({f"split_{key}": value for key, value in params.split.model_dump().items()})
+    return logged
+
+
+def fit_metrics(
+    train_labels: np.ndarray, train_proba: np.ndarray, val_labels: np.ndarray, val_proba: np.ndarray
+) -> dict[str, float]:
+    return {**summary_metrics(train_labels, train_proba, "train_"), **summary_metrics(val_labels, val_proba, "val_")}
+
+
+def log_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, part: str, model_name: str) -> np.ndarray:
+    """Log the confusion matrix of one part of the split as JSON and as a heatmap to the active run."""
+    import mlflow
+
+    matrix = confusion(labels, predicted)
+    mlflow.log_dict(
+        {"labels": list(CLASS_NAMES), "rows": "actual", "columns": "predicted", "matrix": matrix.tolist()},
+        f"{part}_confusion_matrix.json",
+    )
+    figure = confusion_heatmap(matrix, CLASS_NAMES, f"{model_name}: {part} confusion matrix")
+    mlflow.log_figure(figure, f"{part}_confusion_matrix.png")
+    return matrix
+
+
+def run_name(model_name: str, dataset: str) -> str:
+    import os
+
+    return f"{model_name}-{os.environ.get('DVC_EXP_NAME') or dataset}"

@@ -1,0 +1,37 @@
+"""Stage fetch: put the raw dataset under data/raw/.
+
+digits: scikit-learn's bundled images, no network. mnist: the four original files through torchvision's
+checksummed download, from ``fetch.mirrors`` or ``$DIGITFLOW_MNIST_MIRRORS``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from digitflow import paths
+from digitflow.cli import run_stage
+from digitflow.data import load_digits_images
+from digitflow.io import atomic_dir, save_arrays
+from digitflow.params import load_params
+
+log = logging.getLogger(__name__)
+
+
+def main() -> None:
+    params = load_params()
+    with atomic_dir(paths.RAW_DIR) as raw_dir:
+        if params.data.dataset == "digits":
+            images, labels = load_digits_images()
+            save_arrays(raw_dir / paths.RAW_DIGITS_FILE.name, images=images, labels=labels)
+            log.info("saved %d digits images to %s", len(images), paths.RAW_DIGITS_FILE)
+        else:
+            from digitflow.mnist import download_mnist, resolve_mirrors
+
+            mirrors = resolve_mirrors(params.fetch.mirrors)
+            log.info("downloading MNIST from %s", ", ".join(mirrors))
+            download_mnist(raw_dir, mirrors)
+            log.info("MNIST verified and extracted under %s", paths.RAW_DIR)
+
+
+if __name__ == "__main__":
+    run_stage("fetch", main)

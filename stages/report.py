@@ -1,0 +1,80 @@
+"""Stage report: a Markdown report with figures under reports/, built from the evaluated pipeline."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from digitflow import paths
+from digitflow.cli import run_stage
+from digitflow.data import load_meta
+from digitflow.figures import coefficient_images, image_grid, learning_curves
+from digitflow.io import atomic_dir, read_json, save_figure, write_text
+from digitflow.params import load_params
+from digitflow.report import MODEL_TITLES, ReportInputs, build_report, misclassified
+
+log = logging.getLogger(__name__)
+N_SAMPLES = 30
+N_MISCLASSIFIED = 30
+
+
+def main() -> None:
+    load_params()  # validate before any work, as every stage does
+    meta = load_meta()
+    images = np.load(paths.IMAGES_FILE, mmap_mode="r")
+    labels = np.load(paths.LABELS_FILE)
+    with np.load(paths.SPLIT_INDICES_FILE) as split:
+        train_rows, n_val, test_rows = split["train"], len(split["val"]), split["test"]
+    test_metrics = read_json(paths.EVALUATE_METRICS_FILE)
+    relative = {}
+    n_wrong = {}
+    with atomic_dir(paths.FIGURES_DIR) as out:
+
+        def save(key: str, figure: object) -> None:
+            save_figure(figure, out / f"{key}.png")
+            relative[key] = f"{paths.FIGURES_DIR.name}/{key}.png"
+
+        samples = train_rows[:N_SAMPLES]
+        save("samples", image_grid(images[samples], [f"label {labels[i]}" for i in samples], title="Training images"))
+        history = pd.read_csv(paths.TORCH_HISTORY_FILE)
+        save("learning_curves", learning_curves(history))
+        for model in paths.MODEL_NAMES:
+            relative[f"confusion_{model}"] = str(paths.confusion_png(model).relative_to(paths.REPORTS_DIR))
+            predictions = pd.read_csv(paths.predictions_csv(model), index_col="test_index")
+            n_wrong[model] = int((predictions["actual"] != predictions["predicted"]).sum())
+            wrong = misclassified(predictions, N_MISCLASSIFIED)
+            rows = test_rows[wrong.index.to_numpy()]
+            titles = [f"pred {p} / true {a}" for p, a in zip(wrong["predicted"], wrong["actual"], strict=True)]
+            save(
+                f"misclassified_{model}",
+                image_grid(
+                    images[rows],
+                    titles,
+                    title=f"{MODEL_TITLES[model]}: misclassified",
+                    title_colors=["firebrick"] * len(titles),
+                ),
+            )
+            with np.load(paths.coef_file(model)) as coef:
+                save(f"coefficients_{model}", coefficient_images(coef["coef"], meta.image_shape, MODEL_TITLES[model]))
+    inputs = ReportInputs(
+        dataset=meta.dataset,
+        image_shape=meta.image_shape,
+        n_train=len(train_rows),
+        n_val=n_val,
+        n_test=len(test_rows),
+        test_metrics=test_metrics,
+        train_metrics={
+            m: read_json(f)
+            for m, f in (("sklearn", paths.TRAIN_SKLEARN_METRICS_FILE), ("torch", paths.TRAIN_TORCH_METRICS_FILE))
+        },
+        figures=relative,
+        n_misclassified=n_wrong,
+    )
+    write_text(paths.REPORT_FILE, build_report(inputs))
+    log.info("wrote %s with %d figures", paths.REPORT_FILE, len(relative))
+
+
+if __name__ == "__main__":
+    run_stage("report", main)

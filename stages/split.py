@@ -1,0 +1,28 @@
+"""Stage split: stratified train / validation / test indices into the preprocessed matrix."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from digitflow import paths
+from digitflow.cli import run_stage
+from digitflow.data import load_meta, split_indices
+from digitflow.io import save_arrays
+from digitflow.params import load_params
+
+log = logging.getLogger(__name__)
+
+
+def main() -> None:
+    params = load_params()
+    meta = load_meta()
+    labels = np.load(paths.LABELS_FILE)
+    split = split_indices(labels, params.split, meta.predefined_test_start)
+    save_arrays(paths.SPLIT_INDICES_FILE, train=split.train, val=split.val, test=split.test)
+    log.info("train %d, validation %d, test %d images", len(split.train), len(split.val), len(split.test))
+
+
+if __name__ == "__main__":
+    run_stage("split", main)
