@@ -71,6 +71,14 @@ class TrackingParams(_Section):
     experiment: str = Field("digitflow", min_length=1)
 
 
+class GateParams(_Section):
+    """Pull-request regression gate: the largest drop of each watched test metric, per model."""
+
+    metrics: list[str] = Field(default_factory=lambda: ["test_accuracy"], min_length=1)
+    max_drop_abs: float = Field(0.01, ge=0)
+    max_drop_rel: float = Field(0.02, ge=0, le=1)
+
+
 class Params(_Section):
     data: DataParams = DataParams()
     fetch: FetchParams = FetchParams()
@@ -79,6 +87,7 @@ class Params(_Section):
     train_sklearn: TrainSklearnParams = TrainSklearnParams()
     train_torch: TrainTorchParams = TrainTorchParams()
     tracking: TrackingParams = TrackingParams()
+    gate: GateParams = GateParams()
 
 
 def _format_error(error: dict[str, Any]) -> str:

@@ -1,0 +1,116 @@
+"""Shared fixtures: a temporary copy of the project as a real git + DVC repository, and a real HTTP
+mirror of MNIST on 127.0.0.1 serving ``../shared/data/mnist`` (the four original files)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_MNIST = PROJECT_ROOT.parent / "shared" / "data" / "mnist"
+
+# Nothing in the tests may wait on telemetry or reach the network.
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("DIGITFLOW_MNIST_MIRRORS", None)
+
+
+def project_files() -> list[str]:
+    """Files git tracks or would track (untracked but not ignored): what a fresh clone holds."""
+    listing = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout
+    return [name for name in listing.split("\0") if name and (PROJECT_ROOT / name).is_file()]
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=True, text=True).stdout
+
+
+def make_project_copy(destination: Path) -> Path:
+    """Copy the project into ``destination`` and make it a git repository with one commit."""
+    for name in project_files():
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT_ROOT / name, target)
+    git(destination, "init", "-q", "-b", "main")
+    git(destination, "config", "user.email", "tests@digitflow.local")
+    git(destination, "config", "user.name", "digitflow tests")
+    git(destination, "add", "-A")
+    git(destination, "commit", "-q", "-m", "baseline")
+    return destination
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """A fresh, committed copy of the project in a temporary folder."""
+    return make_project_copy(tmp_path / "project")
+
+
+def pipeline_env(**extra: str) -> dict[str, str]:
+    """Environment for running the project's commands: this interpreter's venv first on PATH."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DVC_", "PYTEST_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+def run(cwd: Path, *command: str, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a command in ``cwd``; on failure show its output in the assertion message."""
+    result = subprocess.run(list(command), cwd=cwd, capture_output=True, text=True, env=pipeline_env(**env))
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(command)} exited {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        )
+    return result
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path) -> Iterator[str]:
+    """Serve ``folder`` over HTTP on 127.0.0.1 (a free port) and yield its base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/"
+        finally:
+            server.shutdown()
+            thread.join()
+
+
+@pytest.fixture(scope="session")
+def shared_mnist() -> Path:
+    """The folder with the four original MNIST files; required in CI, skipped elsewhere if absent."""
+    if not all((SHARED_MNIST / name).is_file() for name in ("train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")):
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the MNIST files in {SHARED_MNIST}")
+        pytest.skip(f"MNIST files not found in {SHARED_MNIST}")
+    return SHARED_MNIST
+
+
+@pytest.fixture(scope="session")
+def mnist_mirror(shared_mnist: Path) -> Iterator[str]:
+    """A real HTTP mirror of MNIST on 127.0.0.1, serving the shared files."""
+    with serve_folder(shared_mnist) as url:
+        yield url
