@@ -10,13 +10,16 @@ The result is torchvision's own layout, so ``torchvision.datasets.MNIST(root)`` 
 from __future__ import annotations
 
 import os
+import shutil
 import urllib.error
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import numpy as np
 from torchvision.datasets import MNIST
-from torchvision.datasets.utils import calculate_md5, download_url, extract_archive
+from torchvision.datasets.utils import calculate_md5, check_integrity, download_url, extract_archive
 
 from digitflow.errors import DownloadError
 from digitflow.io import atomic_dir
@@ -46,7 +49,13 @@ def _download_one(filename: str, md5: str, mirrors: Sequence[str], folder: Path)
         url = f"{mirror}{filename}"
         target = folder / filename
         try:
-            download_url(url, root=str(folder), filename=filename, md5=md5)
+            if url.startswith("file:"):
+                # A local folder: copy, then the same checksum check as a download.
+                shutil.copyfile(url2pathname(urlparse(url).path), target)
+                if not check_integrity(str(target), md5):
+                    raise RuntimeError("File not found or corrupted.")
+            else:
+                download_url(url, root=str(folder), filename=filename, md5=md5)
             return
         except (urllib.error.URLError, OSError, RuntimeError, ValueError) as exc:
             if target.exists():

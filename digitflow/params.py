@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from digitflow.errors import ParamsError
 from digitflow.paths import PARAMS_FILE
@@ -23,8 +23,23 @@ DEFAULT_MNIST_MIRRORS = (
 )
 
 
+def _yaml_float(value: Any) -> Any:
+    """PyYAML reads ``1e-4`` (no dot) as a string; accept it as the number the user meant."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+# Strict types refuse `lr: true` or `epochs: "10"` instead of coercing them; floats still take ints
+# and YAML's dotless exponent notation.
+Float = Annotated[float, BeforeValidator(_yaml_float)]
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class DataParams(_Section):
@@ -43,27 +58,27 @@ class PreprocessParams(_Section):
 
 
 class SplitParams(_Section):
-    test_size: float = Field(0.23, gt=0, lt=1)
-    val_size: float = Field(0.1, gt=0, lt=1)
+    test_size: Float = Field(0.23, gt=0, lt=1)
+    val_size: Float = Field(0.1, gt=0, lt=1)
     seed: int = Field(2, ge=0)
     # The classic digits notebook split is not stratified; keep it by default so its test set is ours.
     stratify_test: bool = False
 
 
 class TrainSklearnParams(_Section):
-    C: float = Field(1.0, gt=0)
+    C: Float = Field(1.0, gt=0)
     solver: Literal["lbfgs", "newton-cg", "newton-cholesky", "sag", "saga", "liblinear"] = "lbfgs"
     max_iter: int = Field(1000, ge=1)
-    tol: float = Field(1e-4, gt=0)
+    tol: Float = Field(1e-4, gt=0)
     class_weight: Literal["balanced"] | None = None
 
 
 class TrainTorchParams(_Section):
     optimizer: Literal["sgd", "adam"] = "adam"
-    lr: float = Field(0.01, gt=0)
+    lr: Float = Field(0.01, gt=0)
     batch_size: int = Field(256, ge=1)
     epochs: int = Field(20, ge=1)
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: Float = Field(0.0, ge=0)
     seed: int = Field(0, ge=0)
 
 
@@ -75,8 +90,8 @@ class GateParams(_Section):
     """Pull-request regression gate: the largest drop of each watched test metric, per model."""
 
     metrics: list[str] = Field(default_factory=lambda: ["test_accuracy"], min_length=1)
-    max_drop_abs: float = Field(0.01, ge=0)
-    max_drop_rel: float = Field(0.02, ge=0, le=1)
+    max_drop_abs: Float = Field(0.01, ge=0)
+    max_drop_rel: Float = Field(0.02, ge=0, le=1)
 
 
 class Params(_Section):

@@ -1,0 +1,99 @@
+"""digitflow.evaluation: one model's test results, the plain-text log and the Excel workbook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from digitflow.evaluation import comparison_table, evaluate_model, evaluation_log, write_workbook
+from digitflow.metrics import confusion, summary_metrics
+
+
+def probabilities(labels: np.ndarray, wrong_every: int, seed: int) -> np.ndarray:
+    """Confident probabilities; every ``wrong_every``-th image is predicted as the next digit."""
+    rng = np.random.default_rng(seed)
+    proba = rng.uniform(0.0, 0.05, size=(len(labels), 10))
+    predicted = labels.copy()
+    predicted[::wrong_every] = (labels[::wrong_every] + 1) % 10
+    proba[np.arange(len(labels)), predicted] = 0.9
+    return proba / proba.sum(axis=1, keepdims=True)
+
+
+@pytest.fixture
+def labels() -> np.ndarray:
+    return np.tile(np.arange(10), 5)
+
+
+@pytest.fixture
+def evaluations(labels):
+    return [
+        evaluate_model("sklearn", labels, probabilities(labels, wrong_every=5, seed=0)),
+        evaluate_model("torch", labels, probabilities(labels, wrong_every=10, seed=1)),
+    ]
+
+
+def test_evaluate_model(labels, evaluations):
+    sklearn_eval = evaluations[0]
+    proba = probabilities(labels, wrong_every=5, seed=0)
+    assert sklearn_eval.model == "sklearn"
+    assert sklearn_eval.metrics == summary_metrics(labels, proba, "test_")
+    assert sklearn_eval.metrics["test_accuracy"] == pytest.approx(0.8)
+    assert evaluations[1].metrics["test_accuracy"] == pytest.approx(0.9)
+    np.testing.assert_array_equal(sklearn_eval.confusion, confusion(labels, proba.argmax(axis=1)))
+    assert len(sklearn_eval.predictions) == len(labels)
+    assert sklearn_eval.per_class.loc["accuracy", "f1-score"] == pytest.approx(0.8)
+
+
+def test_comparison_table_has_a_column_per_model(evaluations):
+    table = comparison_table(evaluations)
+    assert list(table.columns) == ["sklearn", "torch"]
+    assert table.loc["test_accuracy", "torch"] == pytest.approx(0.9)
+    assert set(table.index) == set(evaluations[0].metrics)
+
+
+def test_evaluation_log(evaluations):
+    log = evaluation_log(evaluations, "digits")
+    lines = log.splitlines()
+    assert lines[0] == "Evaluation on the digits test set (50 images)"
+    assert "== sklearn ==" in lines
+    assert "== torch ==" in lines
+    assert lines.index("== sklearn ==") < lines.index("== torch ==")
+    assert log.count("Confusion matrix (rows: actual, columns: predicted):") == 2
+    accuracy_line = next(line for line in lines if line.startswith("test_accuracy"))
+    assert accuracy_line.split() == ["test_accuracy", "0.8000", "0.9000"]
+    # The confusion matrix rows are printed as they are: row 0 of sklearn's is [4, 1, 0, ...].
+    block = lines[lines.index("== sklearn ==") :]
+    matrix_start = block.index("Confusion matrix (rows: actual, columns: predicted):") + 2
+    first_row = [int(v) for v in block[matrix_start].split()]
+    assert first_row == [0, *evaluations[0].confusion[0].tolist()]
+
+
+def test_evaluation_log_without_models():
+    assert evaluation_log([], "mnist").startswith("Evaluation on the mnist test set (0 images)")
+
+
+def test_write_workbook(tmp_path: Path, evaluations):
+    path = tmp_path / "evaluation.xlsx"
+    write_workbook(path, evaluations)
+    sheets = pd.read_excel(path, sheet_name=None)
+    assert list(sheets) == ["comparison", "sklearn", "torch"]
+
+    comparison = pd.read_excel(path, sheet_name="comparison", index_col="metric")
+    pd.testing.assert_frame_equal(comparison, comparison_table(evaluations), check_names=False)
+
+    for evaluation in evaluations:
+        n_metrics = len(evaluation.metrics)
+        metrics = pd.read_excel(path, sheet_name=evaluation.model, index_col="metric", nrows=n_metrics)
+        assert metrics["value"].to_dict() == pytest.approx(evaluation.metrics)
+        per_class = pd.read_excel(
+            path, sheet_name=evaluation.model, skiprows=n_metrics + 2, nrows=len(evaluation.per_class), index_col=0
+        )
+        assert list(per_class.index) == list(evaluation.per_class.index)
+        np.testing.assert_allclose(per_class["recall"], evaluation.per_class["recall"])
+        matrix_start = n_metrics + 2 + len(evaluation.per_class) + 2
+        matrix = pd.read_excel(path, sheet_name=evaluation.model, skiprows=matrix_start, nrows=10, index_col=0)
+        assert matrix.index.name == "actual \\ predicted"
+        np.testing.assert_array_equal(matrix.to_numpy(), evaluation.confusion)

@@ -1,0 +1,153 @@
+"""Experiments at scale: queued DVC experiments, parallel writers and killed runs, on a real MLflow store."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.conftest import pipeline_env, run
+
+EXPERIMENT = "digitflow"
+
+
+def client_for(project: Path) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+
+
+def runs_in(project: Path, experiment: str = EXPERIMENT) -> list:
+    client = client_for(project)
+    found = client.get_experiment_by_name(experiment)
+    return [] if found is None else client.search_runs([found.experiment_id], max_results=1000)
+
+
+def default_experiment_runs(project: Path) -> list:
+    client = client_for(project)
+    default = client.get_experiment_by_name("Default")
+    return [] if default is None else client.search_runs([default.experiment_id])
+
+
+PARALLEL_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    import mlflow
+    from digitflow.tracking import training_run
+
+    start_at = float(sys.argv[1])
+    time.sleep(max(0.0, start_at - time.time()))
+    with training_run("digitflow", "train_torch", "digits", f"writer-{sys.argv[2]}"):
+        mlflow.log_metric("val_accuracy", 0.5)
+    """
+)
+
+
+def test_parallel_writers_on_an_empty_store(tmp_path: Path) -> None:
+    """Eight processes that create the store and experiment at the same instant all land, none misfiled."""
+    start_at = time.time() + 8  # after every interpreter has imported mlflow
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", PARALLEL_WRITER, str(start_at), str(index)],
+            cwd=tmp_path,
+            env=pipeline_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for index in range(8)
+    ]
+    outcomes = [(w.wait(timeout=180), w.stderr.read()) for w in writers]
+    assert [code for code, _ in outcomes] == [0] * 8, outcomes
+    runs = runs_in(tmp_path)
+    assert sorted(r.info.run_name for r in runs) == sorted(f"writer-{i}" for i in range(8))
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert default_experiment_runs(tmp_path) == []
+    assert len(client_for(tmp_path).search_experiments()) == 2  # Default and digitflow, once each
+
+
+def test_broken_store_is_reported_with_the_repair_step(project_copy: Path) -> None:
+    run(project_copy, "dvc", "repro", "split")
+    (project_copy / "mlflow.db").write_bytes(b"this is not an SQLite database, it was damaged" * 100)
+    result = run(project_copy, "dvc", "repro", "train_sklearn", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "MLflow store" in output
+    assert "mlflow db upgrade" in output
+    assert "Traceback" not in result.stderr
+    assert not (project_copy / "models/sklearn").exists()
+
+
+def test_killed_training_run_is_not_left_running(project_copy: Path) -> None:
+    run(project_copy, "dvc", "repro", "split")
+    params = project_copy / "params.yaml"
+    params.write_text(params.read_text().replace("epochs: 50", "epochs: 100000"))
+    trainer = subprocess.Popen(
+        [sys.executable, "-m", "stages.train_torch"],
+        cwd=project_copy,
+        env=pipeline_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not [r for r in runs_in(project_copy) if r.info.status == "RUNNING"]:
+        time.sleep(0.5)
+    time.sleep(1.0)
+    trainer.send_signal(signal.SIGKILL)
+    trainer.wait(timeout=30)
+    running = [r for r in runs_in(project_copy) if r.info.status == "RUNNING"]
+    assert len(running) == 1, "the killed trainer's run should still say RUNNING before the next pipeline run"
+    assert not (project_copy / "models/torch").exists()
+
+    params.write_text(params.read_text().replace("epochs: 100000", "epochs: 5"))
+    run(project_copy, "dvc", "repro")
+    statuses = {r.info.run_id: r.info.status for r in runs_in(project_copy)}
+    assert statuses[running[0].info.run_id] == "FAILED"
+    assert "RUNNING" not in statuses.values()
+
+
+def wait_for_queue(project: Path, timeout: float) -> str:
+    deadline = time.time() + timeout
+    status = ""
+    while time.time() < deadline:
+        status = run(project, "dvc", "queue", "status").stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            return status
+        time.sleep(3)
+    raise AssertionError(f"queue still busy after {timeout} s:\n{status}")
+
+
+@pytest.mark.e2e
+def test_queued_experiments_land_in_the_repository_store(project_copy: Path) -> None:
+    grid = [("0.002", "0.5"), ("0.003", "1.0"), ("0.004", "2.0"), ("0.005", "4.0")]
+    for lr, c in grid:
+        run(project_copy, "dvc", "exp", "run", "--queue", "-S", f"train_torch.lr={lr}", "-S", f"train_sklearn.C={c}")
+    run(project_copy, "dvc", "queue", "start", "-j", "2")
+    status = wait_for_queue(project_copy, timeout=600)
+    assert "Failed" not in status, run(project_copy, "dvc", "queue", "logs", "--help").stdout + status
+
+    runs = runs_in(project_copy)
+    by_stage: dict[str, list] = {"train_sklearn": [], "train_torch": []}
+    for tracked in runs:
+        by_stage[tracked.data.tags["digitflow.stage"]].append(tracked)
+    assert {stage: len(found) for stage, found in by_stage.items()} == {"train_sklearn": 4, "train_torch": 4}
+    assert default_experiment_runs(project_copy) == []
+    exp_names = {tracked.data.tags.get("dvc.exp_name") for tracked in runs}
+    assert None not in exp_names
+    assert len(exp_names) == 4
+    assert all(tracked.data.tags.get("dvc.exp_baseline_rev") for tracked in runs)
+    assert all("test_accuracy" in tracked.data.metrics for tracked in runs)  # evaluate attached to each run
+    assert all(tracked.info.status == "FINISHED" for tracked in runs)
+    assert sorted(t.data.params["lr"] for t in by_stage["train_torch"]) == [lr for lr, _ in grid]
+
+    shown = run(project_copy, "dvc", "exp", "show", "--json").stdout
+    for tracked in runs:
+        assert tracked.info.run_id in shown
+    # Nothing was left in the temporary copies: the experiment copies are gone, the store is the repository's.
+    assert not list((project_copy / ".dvc" / "tmp" / "exps").glob("**/mlflow.db"))
+    assert json.loads(shown)

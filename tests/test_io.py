@@ -1,0 +1,132 @@
+"""digitflow.io: outputs appear whole or not at all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digitflow.io import atomic_dir, atomic_path, read_json, save_array, save_arrays, write_json, write_text
+
+
+class Boom(Exception):
+    pass
+
+
+def fail_writing_file(target: Path, text: str, error: type[BaseException] = Boom) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+        raise error
+
+
+def fail_filling_dir(target: Path) -> None:
+    with atomic_dir(target) as staging:
+        (staging / "model.bin").write_text("half")
+        (staging / "nested").mkdir()
+        raise Boom
+
+
+def entries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_atomic_path_moves_the_file_into_place(tmp_path: Path):
+    target = tmp_path / "sub" / "out.txt"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent
+        assert tmp != target
+        tmp.write_text("done")
+        assert not target.exists()  # nothing visible until the block ends
+    assert target.read_text() == "done"
+    assert entries(target.parent) == ["out.txt"]
+
+
+def test_atomic_path_leaves_nothing_when_the_block_raises(tmp_path: Path):
+    target = tmp_path / "out.txt"
+    with pytest.raises(Boom):
+        fail_writing_file(target, "half")
+    assert entries(tmp_path) == []
+
+
+def test_atomic_path_keeps_the_old_file_when_the_block_raises(tmp_path: Path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        fail_writing_file(target, "new", KeyboardInterrupt)
+    assert target.read_text() == "old"
+    assert entries(tmp_path) == ["out.txt"]
+
+
+def test_atomic_path_replaces_an_existing_file(tmp_path: Path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    write_text(target, "new")
+    assert target.read_text() == "new"
+    assert entries(tmp_path) == ["out.txt"]
+
+
+def test_atomic_dir_replaces_the_folder_on_success(tmp_path: Path):
+    target = tmp_path / "models"
+    target.mkdir()
+    (target / "stale.bin").write_text("from the last run")
+    with atomic_dir(target) as staging:
+        assert staging.parent == tmp_path
+        (staging / "model.bin").write_text("fresh")
+        assert (target / "stale.bin").exists()  # the old folder is untouched until success
+    assert entries(target) == ["model.bin"]
+    assert (target / "model.bin").read_text() == "fresh"
+    assert entries(tmp_path) == ["models"]
+
+
+def test_atomic_dir_keeps_the_old_folder_on_failure(tmp_path: Path):
+    target = tmp_path / "models"
+    target.mkdir()
+    (target / "model.bin").write_text("old")
+    with pytest.raises(Boom):
+        fail_filling_dir(target)
+    assert entries(target) == ["model.bin"]
+    assert (target / "model.bin").read_text() == "old"
+    assert entries(tmp_path) == ["models"]
+
+
+def test_atomic_dir_creates_nothing_on_failure(tmp_path: Path):
+    target = tmp_path / "a" / "models"
+    with pytest.raises(Boom), atomic_dir(target):
+        raise Boom
+    assert not target.exists()
+    assert entries(tmp_path / "a") == []
+
+
+def test_json_round_trip(tmp_path: Path):
+    data = {"accuracy": 0.9722, "names": ["sklearn", "torch"], "nested": {"n": 3}}
+    path = tmp_path / "metrics.json"
+    write_json(path, data)
+    assert read_json(path) == data
+    assert path.read_text().endswith("\n")
+    assert list(read_json(path)) == ["accuracy", "names", "nested"]  # key order kept
+
+
+def test_save_array_keeps_the_name_and_dtype(tmp_path: Path):
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    path = tmp_path / "features.npy"
+    save_array(path, array)
+    assert entries(tmp_path) == ["features.npy"]  # np.save did not append a second ".npy"
+    loaded = np.load(path)
+    assert loaded.dtype == np.float32
+    np.testing.assert_array_equal(loaded, array)
+
+
+def test_save_array_refuses_objects(tmp_path: Path):
+    with pytest.raises(ValueError, match="allow_pickle"):
+        save_array(tmp_path / "bad.npy", np.array([{"a": 1}], dtype=object))
+    assert entries(tmp_path) == []
+
+
+def test_save_arrays(tmp_path: Path):
+    path = tmp_path / "indices.npz"
+    save_arrays(path, train=np.arange(5), test=np.arange(5, 7))
+    assert entries(tmp_path) == ["indices.npz"]
+    with np.load(path) as loaded:
+        assert sorted(loaded.files) == ["test", "train"]
+        np.testing.assert_array_equal(loaded["test"], [5, 6])

@@ -1,0 +1,130 @@
+"""dvc.yaml and digitflow/paths.py describe the same files, and every stage command has its module."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path, PurePosixPath
+
+import pytest
+import yaml
+
+from digitflow import paths
+from digitflow.params import Params
+from tests.conftest import PROJECT_ROOT
+
+DVC = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
+STAGES = DVC["stages"]
+PER_MODEL = (
+    paths.model_dir,
+    paths.run_info_file,
+    paths.coef_file,
+    paths.confusion_csv,
+    paths.predictions_csv,
+    paths.confusion_png,
+    paths.confusion_json,
+)
+
+
+def entry_path(entry: str | dict) -> str:
+    """A dvc.yaml list entry is either 'path' or {'path': {options}}."""
+    return entry if isinstance(entry, str) else next(iter(entry))
+
+
+def defined_paths() -> set[str]:
+    constants = {value.as_posix() for value in vars(paths).values() if isinstance(value, Path)}
+    per_model = {function(model).as_posix() for function in PER_MODEL for model in paths.MODEL_NAMES}
+    return constants | per_model
+
+
+def stage_outputs() -> dict[str, str]:
+    """Every out and metric of every stage -> the stage."""
+    return {
+        entry_path(entry): name
+        for name, stage in STAGES.items()
+        for entry in stage.get("outs", []) + stage.get("metrics", [])
+    }
+
+
+def plot_paths() -> set[str]:
+    found = set()
+    for plot in DVC.get("plots", []):
+        plot_id, config = next(iter(plot.items()))
+        y = (config or {}).get("y")
+        found |= set(y) if isinstance(y, dict) else {plot_id}
+    return found
+
+
+def inside(path: str, folder: str) -> bool:
+    return PurePosixPath(path) == PurePosixPath(folder) or PurePosixPath(folder) in PurePosixPath(path).parents
+
+
+@pytest.mark.parametrize("path", sorted(stage_outputs()))
+def test_every_dvc_output_is_defined_in_paths(path):
+    assert path in defined_paths(), f"{path} is in dvc.yaml but not in digitflow/paths.py"
+
+
+@pytest.mark.parametrize("path", sorted(plot_paths()))
+def test_every_plot_file_is_a_defined_output(path):
+    assert path in defined_paths()
+    assert any(inside(path, out) for out in stage_outputs()), f"plot {path} is not written by any stage"
+
+
+def test_every_output_path_in_paths_is_tracked_by_dvc():
+    # Top-level folders and files the pipeline reads but does not write are not outputs.
+    not_outputs = {
+        paths.DATA_DIR,
+        paths.MODELS_DIR,
+        paths.METRICS_DIR,
+        paths.REPORTS_DIR,
+        paths.PARAMS_FILE,
+        paths.DVC_LOCK_FILE,
+    }
+    written = defined_paths() - {p.as_posix() for p in not_outputs}
+    untracked = [p for p in sorted(written) if not any(inside(p, out) for out in stage_outputs())]
+    assert untracked == [], "written by a stage but in no dvc.yaml out"
+
+
+def test_outputs_do_not_overlap():
+    outs = sorted(stage_outputs())
+    overlapping = [(a, b) for a in outs for b in outs if a != b and inside(a, b)]
+    assert overlapping == []
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_stage_deps_exist_or_come_from_an_earlier_stage(name):
+    order = list(STAGES)
+    for dep in STAGES[name].get("deps", []):
+        producer = next((stage for out, stage in stage_outputs().items() if inside(dep, out)), None)
+        if producer is None:
+            assert (PROJECT_ROOT / dep).is_file(), f"{name} depends on {dep}, which neither exists nor is produced"
+        else:
+            assert order.index(producer) < order.index(name), f"{dep} is produced by {producer}, after {name}"
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_stage_command_module_exists_and_has_main(name):
+    match = re.fullmatch(r"python -m stages\.(\w+)", STAGES[name]["cmd"])
+    assert match, f"unexpected command {STAGES[name]['cmd']!r}"
+    source_file = PROJECT_ROOT / "stages" / f"{match[1]}.py"
+    assert source_file.is_file()
+    tree = ast.parse(source_file.read_text())
+    functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert "main" in functions
+    # Executed as a module, it runs main through the shared shell that turns errors into clean messages.
+    guards = [node for node in tree.body if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)]
+    assert guards, "no `if __name__ == '__main__':` block"
+    calls = [ast.unparse(call) for call in ast.walk(guards[0]) if isinstance(call, ast.Call)]
+    assert any(re.fullmatch(r"run_stage\('\w+', main\)", call) for call in calls), calls
+    # A change to the stage's own code re-runs it.
+    assert f"stages/{match[1]}.py" in STAGES[name]["deps"]
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_stage_params_exist(name):
+    fields = Params.model_fields
+    for param in STAGES[name].get("params", []):
+        section, _, key = entry_path(param).partition(".")
+        assert section in fields, f"{name}: params section {section!r} is not in Params"
+        if key:
+            assert key in fields[section].annotation.model_fields, f"{name}: {param} is not a parameter"

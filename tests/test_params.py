@@ -1,0 +1,195 @@
+"""digitflow.params: the real params.yaml loads; every kind of mistake is one ParamsError naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from digitflow.errors import DigitflowError, ParamsError
+from digitflow.params import Params, load_params, parse_params
+from tests.conftest import PROJECT_ROOT, run
+
+REAL_PARAMS = PROJECT_ROOT / "params.yaml"
+
+
+def real_raw() -> dict:
+    return yaml.safe_load(REAL_PARAMS.read_text())
+
+
+def with_value(section: str, key: str, value: object) -> dict:
+    raw = real_raw()
+    raw[section][key] = value
+    return raw
+
+
+def params_error(raw: object) -> str:
+    with pytest.raises(ParamsError) as caught:
+        parse_params(raw, "params.yaml")
+    return str(caught.value)
+
+
+def test_real_params_file_loads_with_its_values():
+    params = load_params(REAL_PARAMS)
+    raw = real_raw()
+    assert isinstance(params, Params)
+    # Every section and value in the file reaches the typed object unchanged.
+    for section, values in raw.items():
+        assert getattr(params, section).model_dump() == {**getattr(params, section).model_dump(), **values}
+    assert params.data.dataset == raw["data"]["dataset"]
+    assert params.train_torch.lr == raw["train_torch"]["lr"]
+    assert params.split.test_size == raw["split"]["test_size"]
+
+
+def test_empty_mapping_gives_the_model_defaults():
+    assert parse_params({}) == Params()
+
+
+def test_params_are_frozen():
+    params = parse_params({})
+    with pytest.raises(ValueError, match="frozen"):
+        params.train_torch.lr = 1.0  # type: ignore[misc]
+
+
+def test_params_error_is_a_digitflow_error():
+    # Stages print DigitflowError messages without a traceback; ParamsError must be one of them.
+    assert issubclass(ParamsError, DigitflowError)
+
+
+def test_unknown_key_is_named():
+    message = params_error(with_value("train_torch", "learning_rate", 0.1))
+    assert "train_torch.learning_rate" in message
+    assert "unknown key" in message
+
+
+def test_unknown_section_is_named():
+    raw = real_raw()
+    raw["trainer"] = {"lr": 0.1}
+    message = params_error(raw)
+    assert "trainer: unknown key" in message
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("train_torch", "epochs", "many"),
+        ("train_torch", "lr", "fast"),
+        ("train_torch", "batch_size", [32]),
+        ("split", "seed", 2.5),
+        ("fetch", "mirrors", "http://example.invalid/"),
+    ],
+)
+def test_wrong_type_is_named(section, key, value):
+    message = params_error(with_value(section, key, value))
+    assert f"{section}.{key}" in message
+    assert repr(value) in message  # the offending value is shown
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [("train_torch", "lr", True), ("train_torch", "epochs", "10"), ("split", "stratify_test", "yes")],
+)
+def test_boolean_or_string_for_a_number_is_refused(section, key, value):
+    params_error(with_value(section, key, value))
+
+
+def test_negative_lr_names_key_and_bound():
+    message = params_error(with_value("train_torch", "lr", -0.1))
+    assert "train_torch.lr" in message
+    assert "greater than 0" in message
+    assert "-0.1" in message
+
+
+@pytest.mark.parametrize(("value", "bound"), [(0, "greater than 0"), (1.5, "less than 1"), (1, "less than 1")])
+def test_test_size_outside_open_unit_interval(value, bound):
+    message = params_error(with_value("split", "test_size", value))
+    assert "split.test_size" in message
+    assert bound in message
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "allowed"),
+    [
+        ("data", "dataset", "emnist", ["'digits'", "'mnist'"]),
+        ("train_sklearn", "solver", "adam", ["'lbfgs'", "'saga'", "'liblinear'"]),
+        ("preprocess", "scaling", "robust", ["'none'", "'minmax'", "'standard'"]),
+        ("train_torch", "optimizer", "rmsprop", ["'sgd'", "'adam'"]),
+    ],
+)
+def test_unknown_choice_lists_what_is_allowed(section, key, value, allowed):
+    message = params_error(with_value(section, key, value))
+    line = next(line for line in message.splitlines() if f"{section}.{key}" in line)
+    assert repr(value) in line
+    for choice in allowed:
+        assert choice in line
+
+
+def test_every_problem_is_reported_at_once():
+    raw = real_raw()
+    raw["train_torch"]["lr"] = -1
+    raw["split"]["test_size"] = 1.5
+    raw["data"]["dataset"] = "emnist"
+    raw["train_sklearn"]["typo"] = 1
+    message = params_error(raw)
+    problems = [line for line in message.splitlines() if line.startswith("  ")]
+    assert len(problems) == 4
+    for key in ("train_torch.lr", "split.test_size", "data.dataset", "train_sklearn.typo"):
+        assert sum(key in line for line in problems) == 1
+
+
+@pytest.mark.parametrize("raw", [[1, 2], "text", None, 3])
+def test_top_level_must_be_a_mapping(raw):
+    message = params_error(raw)
+    assert "expected a mapping" in message
+    assert type(raw).__name__ in message
+
+
+def test_invalid_yaml(tmp_path: Path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train_torch:\n  lr: [0.1\n")
+    with pytest.raises(ParamsError, match="not valid YAML") as caught:
+        load_params(path)
+    assert str(path) in str(caught.value)
+
+
+def test_empty_file_is_not_a_mapping(tmp_path: Path):
+    path = tmp_path / "params.yaml"
+    path.write_text("# nothing yet\n")
+    with pytest.raises(ParamsError, match="expected a mapping"):
+        load_params(path)
+
+
+def test_missing_file(tmp_path: Path):
+    path = tmp_path / "absent.yaml"
+    with pytest.raises(ParamsError, match="not found") as caught:
+        load_params(path)
+    assert str(path) in str(caught.value)
+
+
+def test_message_names_the_file(tmp_path: Path):
+    path = tmp_path / "custom.yaml"
+    path.write_text("train_torch:\n  lr: -3\n")
+    with pytest.raises(ParamsError) as caught:
+        load_params(path)
+    assert str(path) in str(caught.value)
+    assert "train_torch.lr" in str(caught.value)
+
+
+def test_stage_refuses_bad_params_without_traceback_or_output(project_copy: Path):
+    params_file = project_copy / "params.yaml"
+    raw = yaml.safe_load(params_file.read_text())
+    raw["train_torch"]["lr"] = -0.5
+    raw["preprocess"]["scalling"] = "standard"
+    params_file.write_text(yaml.safe_dump(raw))
+    before = sorted(p.relative_to(project_copy) for p in (project_copy / "data").rglob("*"))
+
+    result = run(project_copy, "python", "-m", "stages.fetch", check=False)
+
+    assert result.returncode != 0
+    assert "train_torch.lr" in result.stderr
+    assert "preprocess.scalling" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (project_copy / "data" / "raw").exists()
+    after = sorted(p.relative_to(project_copy) for p in (project_copy / "data").rglob("*"))
+    assert after == before  # not even a temporary staging folder is left

@@ -1,0 +1,119 @@
+"""The GitHub workflows: valid, least-privileged, pinned, injection-free, and wired to the PR report."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from digitflow.pr_report import DEFAULT_OUTPUT, WATERMARK_TITLE
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS_DIR = ROOT / ".github" / "workflows"
+PR_REPORT = WORKFLOWS_DIR / "pr-report.yml"
+WORKFLOWS = sorted(WORKFLOWS_DIR.glob("*.yml"))
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+
+
+def load(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+def steps(workflow: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(name, step) for name, job in workflow["jobs"].items() for step in job.get("steps", [])]
+
+
+def tool(name: str) -> str:
+    """The executable beside this interpreter (the project's venv), else on PATH; skip if absent."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.is_file() else shutil.which(name)
+    if not found:
+        pytest.skip(f"{name} is not installed; `pip install -e '.[test]'` provides it")
+    return found
+
+
+def test_there_are_workflows() -> None:
+    assert PR_REPORT in WORKFLOWS
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_permissions_are_least_privilege(path: Path) -> None:
+    workflow = load(path)
+    assert workflow["permissions"] == {}, "grant nothing at the top level"
+    for name, job in workflow["jobs"].items():
+        permissions = job.get("permissions")
+        assert isinstance(permissions, dict), f"job {name} must state its permissions"
+        assert set(permissions.values()) <= {"read", "write", "none"}
+        writes = {scope for scope, level in permissions.items() if level == "write"}
+        assert writes <= {"pull-requests"}, f"job {name} writes {writes}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_actions_are_pinned_and_checkout_keeps_no_credentials(path: Path) -> None:
+    for job, step in steps(load(path)):
+        if "uses" not in step:
+            continue
+        assert PINNED.match(step["uses"]), f"{job}: {step['uses']} is not pinned to a full commit SHA"
+        if step["uses"].startswith("actions/checkout@"):
+            assert step.get("with", {}).get("persist-credentials") is False, f"{job}: checkout persists credentials"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_no_expressions_inside_shell_scripts(path: Path) -> None:
+    # Expressions are expanded into the script before the shell sees it: a crafted branch name or PR
+    # title would run as code. Values reach scripts through `env:` instead.
+    for job, step in steps(load(path)):
+        assert "${{" not in step.get("run", ""), f"{job}: expression inside run: {step['run']!r}"
+
+
+def test_pr_report_job_compares_with_the_base_and_keeps_one_comment() -> None:
+    workflow = load(PR_REPORT)
+    triggers = workflow.get("on", workflow.get(True))  # PyYAML reads the bare key `on` as True
+    assert "pull_request" in triggers
+    report = workflow["jobs"]["report"]
+    assert report["permissions"] == {"contents": "read", "pull-requests": "write"}
+    checkout = next(s for s in report["steps"] if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["fetch-depth"] == 0, "the base branch's metrics are needed"
+    runs = [s for s in report["steps"] if "run" in s]
+    commands = [s["run"] for s in runs]
+    repro = next(i for i, c in enumerate(commands) if c.strip() == "dvc repro")
+    build = next(i for i, c in enumerate(commands) if "python -m stages.pr_report" in c)
+    comment = next(i for i, c in enumerate(commands) if "cml comment update" in c)
+    assert repro < build < comment
+    assert f"--output {DEFAULT_OUTPUT.as_posix()}" in commands[build]
+    assert runs[build]["env"]["BASE_REF"] == "${{ github.base_ref }}"
+    assert f"--watermark-title={WATERMARK_TITLE!r}".replace("'", '"') in commands[comment]
+    assert commands[comment].rstrip().endswith(DEFAULT_OUTPUT.as_posix())
+    assert "!cancelled()" in runs[comment]["if"], "the comment must be posted when the gate fails"
+    assert any(s.get("uses", "").startswith("iterative/setup-cml@") for s in report["steps"])
+    assert "pull-requests" not in workflow["jobs"]["checks"]["permissions"]
+
+
+def test_checks_job_runs_ruff_and_tests() -> None:
+    commands = "\n".join(s.get("run", "") for s in load(PR_REPORT)["jobs"]["checks"]["steps"])
+    assert "ruff check" in commands
+    assert "ruff format --check" in commands
+    assert "python -m pytest" in commands
+
+
+def test_workflows_match_the_github_schema() -> None:
+    result = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zizmor_finds_nothing() -> None:
+    result = subprocess.run(
+        [tool("zizmor"), "--offline", "--no-progress", str(WORKFLOWS_DIR)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No findings to report" in result.stdout + result.stderr
