@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from digitflow import paths
 from digitflow.io import read_json
 from digitflow.params import SplitParams
+
+if TYPE_CHECKING:
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+# scikit-learn is imported inside the functions that use it: stages that only read arrays (report, the
+# trainers' loaders) then skip its import, about a second each.
 
 N_CLASSES = 10
 CLASS_NAMES = tuple(str(digit) for digit in range(N_CLASSES))
@@ -71,6 +76,8 @@ def split_indices(labels: np.ndarray, params: SplitParams, predefined_test_start
     ``train_test_split(X, y, test_size, random_state=seed)`` does in the classic digits notebook
     (stratified if ``stratify_test``), then a stratified validation fraction from what remains.
     """
+    from sklearn.model_selection import train_test_split
+
     labels = np.asarray(labels)
     everything = np.arange(len(labels))
     if predefined_test_start is not None:
@@ -90,6 +97,8 @@ def split_indices(labels: np.ndarray, params: SplitParams, predefined_test_start
 
 def fit_scaler(features: np.ndarray, scaling: str) -> StandardScaler | MinMaxScaler | None:
     """Fit the chosen scaler on training rows only, so no test statistics leak into training."""
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
     if scaling == "none":
         return None
     scaler = StandardScaler() if scaling == "standard" else MinMaxScaler()

@@ -10,6 +10,7 @@ from digitflow.data import CLASS_NAMES, DatasetMeta
 from digitflow.figures import confusion_heatmap
 from digitflow.metrics import confusion, summary_metrics
 from digitflow.params import Params
+from digitflow.report import MODEL_TITLES
 
 
 def run_params(params: Params, stage: str, meta: DatasetMeta) -> dict[str, Any]:
@@ -35,7 +36,7 @@ def log_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, part: str, m
         {"labels": list(CLASS_NAMES), "rows": "actual", "columns": "predicted", "matrix": matrix.tolist()},
         f"{part}_confusion_matrix.json",
     )
-    figure = confusion_heatmap(matrix, CLASS_NAMES, f"{model_name}: {part} confusion matrix")
+    figure = confusion_heatmap(matrix, CLASS_NAMES, f"{MODEL_TITLES.get(model_name, model_name)}: {part} set")
     mlflow.log_figure(figure, f"{part}_confusion_matrix.png")
     return matrix
 

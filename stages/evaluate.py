@@ -14,6 +14,7 @@ from digitflow.evaluation import ModelEvaluation, evaluate_model, evaluation_log
 from digitflow.figures import confusion_heatmap
 from digitflow.io import atomic_dir, atomic_path, save_figure, write_json, write_text
 from digitflow.params import load_params
+from digitflow.report import MODEL_TITLES
 from digitflow.tracking import RunInfo, resumed_run
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def main() -> None:
     with atomic_dir(paths.EVALUATION_DIR) as out:
         for evaluation in evaluations:
             name = evaluation.model
-            heatmap = confusion_heatmap(evaluation.confusion, CLASS_NAMES, f"{name}: test confusion matrix")
+            heatmap = confusion_heatmap(evaluation.confusion, CLASS_NAMES, f"{MODEL_TITLES[name]}: test set")
             save_figure(heatmap, out / paths.confusion_png(name).name)
             write_json(out / paths.confusion_json(name).name, confusion_json(evaluation))
             evaluation.predictions.to_csv(out / paths.predictions_csv(name).name, float_format="%.6f")

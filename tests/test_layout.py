@@ -38,11 +38,11 @@ def defined_paths() -> set[str]:
 
 
 def stage_outputs() -> dict[str, str]:
-    """Every out and metric of every stage -> the stage."""
+    """Every out, metric and plot output of every stage -> the stage."""
     return {
         entry_path(entry): name
         for name, stage in STAGES.items()
-        for entry in stage.get("outs", []) + stage.get("metrics", [])
+        for entry in stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", [])
     }
 
 

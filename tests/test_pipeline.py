@@ -15,6 +15,8 @@ from tests.conftest import make_project_copy, run
 
 pytestmark = pytest.mark.e2e
 
+# The README's MNIST settings: a few large batches instead of digits' many small ones.
+MNIST_TORCH_SETTINGS = {"lr": 0.003, "batch_size": 2048, "epochs": 25, "weight_decay": 0.0}
 TRAINING_STAGES = {"train_sklearn": "sklearn", "train_torch": "torch"}
 
 
@@ -40,6 +42,10 @@ def mlflow_runs(project: Path) -> list:
     experiment = client.get_experiment_by_name("digitflow")
     assert experiment is not None, "the pipeline created no 'digitflow' experiment"
     return client.search_runs([experiment.experiment_id])
+
+
+def torch_run_ids(project: Path) -> set[str]:
+    return {r.info.run_id for r in mlflow_runs(project) if r.data.tags["digitflow.stage"] == "train_torch"}
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +128,8 @@ def test_dvc_tools_read_the_pipeline(digits_project: Path) -> None:
     shown = json.loads(run(digits_project, "dvc", "metrics", "show", "--json").stdout)
     assert "metrics/evaluate.json" in json.dumps(shown)
     plots = json.loads(run(digits_project, "dvc", "plots", "show", "--json").stdout)["data"]
-    assert {"loss", "accuracy", "metrics/confusion/sklearn.csv", "metrics/confusion/torch.csv"} <= set(plots)
+    confusion = {f"metrics/confusion/{model}.csv" for model in ("sklearn", "torch")}
+    assert set(plots) == {"loss", "metrics/train_torch_history.csv", *confusion}
 
 
 def test_second_repro_runs_nothing(digits_project: Path) -> None:
@@ -179,7 +186,12 @@ def test_invalid_params_stop_before_any_work(project_copy: Path) -> None:
 def test_mnist_end_to_end_from_a_local_mirror(tmp_path: Path, mnist_mirror: str) -> None:
     """MNIST through the real download code, from an HTTP mirror on 127.0.0.1."""
     project = make_project_copy(tmp_path / "mnist")
-    set_params(project, data={"dataset": "mnist"}, fetch={"mirrors": [mnist_mirror]})
+    set_params(
+        project,
+        data={"dataset": "mnist"},
+        fetch={"mirrors": [mnist_mirror]},
+        train_torch=MNIST_TORCH_SETTINGS,
+    )
     result = run(project, "dvc", "repro")
     assert "Running stage 'report'" in result.stdout
     metrics = read_metrics(project)
@@ -198,20 +210,26 @@ def test_mnist_end_to_end_from_a_local_mirror(tmp_path: Path, mnist_mirror: str)
 
 
 def test_model_restored_from_run_cache_keeps_its_mlflow_run(digits_project: Path) -> None:
-    """Going back to earlier params restores the model from DVC's run-cache instead of retraining, and the
-    evaluation is logged into the MLflow run that trained the restored model, not into a new one."""
-    epochs = yaml.safe_load((digits_project / "params.yaml").read_text())["train_torch"]["epochs"]
+    """Going back to earlier train_torch params restores that model from DVC's run-cache instead of
+    retraining it; evaluate (re-run because the sklearn model changed at the same time) logs the torch
+    results into the MLflow run that trained the restored model, so they are not orphaned."""
+    params = yaml.safe_load((digits_project / "params.yaml").read_text())
+    epochs, c = params["train_torch"]["epochs"], params["train_sklearn"]["C"]
     run(digits_project, "dvc", "repro")
     original = json.loads((digits_project / "models/torch/mlflow_run.json").read_text())["run_id"]
     set_params(digits_project, train_torch={"epochs": epochs - 5})
     run(digits_project, "dvc", "repro")
-    set_params(digits_project, train_torch={"epochs": epochs})
-    runs_before = {r.info.run_id for r in mlflow_runs(digits_project)}
+    set_params(digits_project, train_torch={"epochs": epochs}, train_sklearn={"C": c / 2})
+    torch_runs_before = {
+        r.info.run_id for r in mlflow_runs(digits_project) if r.data.tags["digitflow.stage"] == "train_torch"
+    }
     result = run(digits_project, "dvc", "repro")
-    assert "train_torch" not in stages_run(result.stdout)
-    assert "evaluate" in stages_run(result.stdout)
+    assert stages_run(result.stdout) == ["train_sklearn", "evaluate", "report"]
+    assert "Stage 'train_torch' is cached - skipping run" in result.stdout
     assert json.loads((digits_project / "models/torch/mlflow_run.json").read_text())["run_id"] == original
-    assert {r.info.run_id for r in mlflow_runs(digits_project)} == runs_before
+    assert torch_run_ids(digits_project) == torch_runs_before
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{digits_project / 'mlflow.db'}")
-    assert len(client.get_metric_history(original, "test_accuracy")) == 2  # first evaluation, and this one
+    history = client.get_metric_history(original, "test_accuracy")
+    assert len(history) == 2  # its first evaluation, and this one
+    assert history[-1].value == pytest.approx(read_metrics(digits_project)["torch"]["test_accuracy"])
     assert client.get_run(original).info.status == "FINISHED"

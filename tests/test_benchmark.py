@@ -1,0 +1,102 @@
+"""benchmarks/run.py --quick: the smoke mode runs end to end and writes sane, complete results."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT, pipeline_env
+
+STAGES_IN_QUICK_MODE = ["fetch", "preprocess", "split", "train_sklearn", "train_torch"]
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory: pytest.TempPathFactory, shared_mnist: Path) -> dict:
+    out = tmp_path_factory.mktemp("benchmark")
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "benchmarks" / "run.py"),
+        "--quick",
+        "--mnist-dir",
+        str(shared_mnist),
+        "--output",
+        str(out / "results.json"),
+        "--markdown",
+        str(out / "table.md"),
+    ]
+    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, env=pipeline_env())
+    assert result.returncode == 0, f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    assert "| Target | goal | measured | met |" in result.stdout
+    assert (out / "table.md").read_text() in result.stdout
+    return json.loads((out / "results.json").read_text())
+
+
+def assert_accuracy(value: float) -> None:
+    assert 0 < value <= 1
+
+
+def test_notebook_reference(quick_results: dict) -> None:
+    notebook = quick_results["notebook"]
+    assert notebook["epochs"] == len(notebook["curve"]) >= 1
+    assert notebook["seconds_per_epoch"] > 0
+    assert notebook["n_test"] == 10_000
+    for row in notebook["curve"]:
+        assert row["train_seconds"] > 0
+        assert_accuracy(row["test_accuracy"])
+    assert notebook["final_test_accuracy"] > 0.5  # one epoch of SGD already learns something
+
+
+def test_train_torch(quick_results: dict) -> None:
+    ours = quick_results["train_torch"]
+    assert ours["train_seconds"] > 0
+    assert [row["epoch"] for row in ours["curve"]] == list(range(1, ours["params"]["epochs"] + 1))
+    seconds = [row["seconds"] for row in ours["curve"]]
+    assert seconds == sorted(seconds)
+    assert seconds[0] > 0
+    for row in ours["curve"]:
+        assert_accuracy(row["test_accuracy"])
+    assert ours["final_test_accuracy"] > 0.9
+    assert set(ours["seconds_to"]) == {"0.92", "0.925"}
+    assert ours["speedup_vs_notebook"] is None or ours["speedup_vs_notebook"] > 0
+
+
+def test_sklearn(quick_results: dict) -> None:
+    sk = quick_results["sklearn"]
+    for name in ("defaults", "ours"):
+        assert sk[name]["fit_seconds"] > 0
+        assert sk[name]["n_iter"] >= 1
+        assert sk[name]["test_accuracy"] > 0.8
+        assert_accuracy(sk[name]["test_accuracy"])
+    assert sk["defaults"]["settings"]["max_iter"] == 1000
+    assert sk["fit_ratio"] == pytest.approx(sk["ours"]["fit_seconds"] / sk["defaults"]["fit_seconds"], rel=1e-2)
+
+
+def test_stages_measured(quick_results: dict) -> None:
+    stages = quick_results["pipeline"]["digits_stages"]
+    assert list(stages) == STAGES_IN_QUICK_MODE
+    for name, row in stages.items():
+        assert row["seconds"] > 0, name
+        assert 10 < row["peak_rss_mb"] < 16_000, name
+        assert 0 <= row["mlflow_seconds"] < row["seconds"], name
+        assert 0 <= row["mlflow_share"] < 1, name
+    for name in ("train_sklearn", "train_torch"):
+        assert stages[name]["mlflow_seconds"] > 0
+        assert stages[name]["mlflow_calls"]["mlflow.start_run"] == 1
+    assert stages["fetch"]["mlflow_seconds"] == 0
+
+
+def test_targets_are_reported(quick_results: dict) -> None:
+    targets = quick_results["targets"]
+    assert len(targets) == 10
+    by_name = {row["name"]: row for row in targets}
+    assert by_name["dvc repro MNIST from clean (s)"]["met"] is None  # no dvc repro in quick mode
+    for row in targets:
+        assert row["met"] in (True, False, None)
+        if row["met"] is not None:
+            assert row["measured"] is not None
+    assert quick_results["quick"] is True
+    assert quick_results["machine"]["cpus"] >= 1
