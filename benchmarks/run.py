@@ -24,9 +24,6 @@ come from ``--mnist-dir`` (default ``../shared/data/mnist``) and are never copie
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
-import http.server
 import json
 import os
 import platform
@@ -34,10 +31,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +44,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from digitflow.params import Params, load_params  # noqa: E402
+from digitflow.testing import serve_folder  # noqa: E402
 
 DEFAULT_MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results.json"
@@ -154,31 +150,6 @@ def dvc_repro(project: Path, env: dict[str, str]) -> dict[str, Any]:
     result = timed_command(project, ["dvc", "repro"], env)
     ran = [line.split("'")[1] for line in result["output"].splitlines() if line.startswith("Running stage '")]
     return {"seconds": round(result["seconds"], 2), "stages_run": ran}
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _QuietServer(http.server.ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # torchvision's downloader may close a connection early (checking for redirects); not an error.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-@contextlib.contextmanager
-def serve_folder(folder: Path) -> Iterator[str]:
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    with _QuietServer(("127.0.0.1", 0), handler) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}/"
-        finally:
-            server.shutdown()
-            thread.join()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -95,19 +95,33 @@ def split_indices(labels: np.ndarray, params: SplitParams, predefined_test_start
     return SplitIndices(train=np.sort(train), val=np.sort(val), test=np.sort(test))
 
 
-def fit_scaler(features: np.ndarray, scaling: str) -> StandardScaler | MinMaxScaler | None:
-    """Fit the chosen scaler on training rows only, so no test statistics leak into training."""
+def fit_scaler(
+    features: np.ndarray, scaling: str, rows: np.ndarray | None = None, chunk_rows: int = 8192
+) -> StandardScaler | MinMaxScaler | None:
+    """Fit the chosen scaler on ``rows`` only (the training images), so no test statistics leak in.
+
+    The fit goes through ``partial_fit`` chunk by chunk: the statistics are the same, but no copy of
+    the training rows (and no float64 temporary of their size) is ever held, which keeps MNIST's
+    preprocessing well under the pipeline's memory budget.
+    """
     from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
     if scaling == "none":
         return None
     scaler = StandardScaler() if scaling == "standard" else MinMaxScaler()
-    return scaler.fit(features)
+    rows = np.arange(len(features)) if rows is None else np.asarray(rows)
+    for start in range(0, len(rows), chunk_rows):
+        scaler.partial_fit(features[rows[start : start + chunk_rows]])
+    return scaler
 
 
-def scale(features: np.ndarray, scaler: StandardScaler | MinMaxScaler | None) -> np.ndarray:
-    scaled = features if scaler is None else scaler.transform(features)
-    return np.asarray(scaled, dtype=np.float32)
+def scale(features: np.ndarray, scaler: StandardScaler | MinMaxScaler | None, in_place: bool = False) -> np.ndarray:
+    """Apply a fitted scaler; ``in_place`` overwrites ``features`` (float32) instead of copying it."""
+    if scaler is None:
+        return np.asarray(features, dtype=np.float32)
+    if in_place:
+        scaler.set_params(copy=False)
+    return np.asarray(scaler.transform(features), dtype=np.float32)
 
 
 def preprocess_images(
@@ -120,8 +134,8 @@ def preprocess_images(
     """Flatten to float32 and scale with statistics from the training rows of the split."""
     features = flatten_images(images)
     train_rows = split_indices(labels, split, predefined_test_start).train
-    scaler = fit_scaler(features[train_rows], scaling)
-    return scale(features, scaler), np.asarray(labels, dtype=np.int64)
+    scaler = fit_scaler(features, scaling, rows=train_rows)
+    return scale(features, scaler, in_place=True), np.asarray(labels, dtype=np.int64)
 
 
 @dataclass(frozen=True)

@@ -3,18 +3,17 @@ mirror of MNIST on 127.0.0.1 serving ``../shared/data/mnist`` (the four original
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import http.server
 import os
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+
+from digitflow.testing import serve_folder
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = PROJECT_ROOT.parent / "shared" / "data" / "mnist"
@@ -62,6 +61,15 @@ def project_copy(tmp_path: Path) -> Path:
     return make_project_copy(tmp_path / "project")
 
 
+def set_params(project: Path, **sections: dict) -> None:
+    """Update sections of a project's params.yaml, as a user editing it would."""
+    params_file = project / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 def pipeline_env(**extra: str) -> dict[str, str]:
     """Environment for running the project's commands: this interpreter's venv first on PATH."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DVC_", "PYTEST_"))}
@@ -78,32 +86,6 @@ def run(cwd: Path, *command: str, check: bool = True, **env: str) -> subprocess.
             f"{' '.join(command)} exited {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
         )
     return result
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    def handle_error(self, request: object, client_address: object) -> None:
-        # torchvision reads only the headers of its redirect probe and hangs up: not an error.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-@contextlib.contextmanager
-def serve_folder(folder: Path) -> Iterator[str]:
-    """Serve ``folder`` over HTTP on 127.0.0.1 (a free port) and yield its base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    with _Server(("127.0.0.1", 0), handler) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}/"
-        finally:
-            server.shutdown()
-            thread.join()
 
 
 @pytest.fixture(scope="session")

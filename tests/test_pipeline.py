@@ -11,7 +11,7 @@ import mlflow
 import pytest
 import yaml
 
-from tests.conftest import make_project_copy, run
+from tests.conftest import make_project_copy, run, set_params
 
 pytestmark = pytest.mark.e2e
 
@@ -23,14 +23,6 @@ TRAINING_STAGES = {"train_sklearn": "sklearn", "train_torch": "torch"}
 def stages_run(output: str) -> list[str]:
     """Names of the stages DVC executed (not skipped, not restored) in a `dvc repro` output."""
     return re.findall(r"Running stage '([^']+)'", output)
-
-
-def set_params(project: Path, **sections: dict) -> None:
-    params_file = project / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
-    for section, values in sections.items():
-        params[section].update(values)
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def read_metrics(project: Path) -> dict:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from digitflow.params import GateParams
 from digitflow.pr_report import (
@@ -30,7 +29,7 @@ from digitflow.pr_report import (
     parse_params_diff,
     resolve_base,
 )
-from tests.conftest import git, make_project_copy, run
+from tests.conftest import git, make_project_copy, run, set_params
 
 STRICT = GateParams(metrics=["test_accuracy"], max_drop_abs=0.01, max_drop_rel=1.0)
 
@@ -287,14 +286,6 @@ def test_command_reports_a_missing_base(project_copy: Path) -> None:
 
 # --------------------------------------------------------------------------------------------------
 # End to end: real `dvc repro` on main and on a branch that weakens the PyTorch model
-
-
-def set_params(project: Path, **sections: dict) -> None:
-    params_file = project / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
-    for section, values in sections.items():
-        params[section].update(values)
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 @pytest.fixture(scope="module")
