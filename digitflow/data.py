@@ -7,6 +7,7 @@ matrix memory-mapped, so it is decoded once and never copied whole into each pro
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from digitflow import paths
+from digitflow.errors import ParamsError
 from digitflow.io import read_json
 from digitflow.params import SplitParams
 
@@ -80,19 +82,33 @@ def split_indices(labels: np.ndarray, params: SplitParams, predefined_test_start
 
     labels = np.asarray(labels)
     everything = np.arange(len(labels))
+    n_classes = len(np.unique(labels))
     if predefined_test_start is not None:
         train_val, test = everything[:predefined_test_start], everything[predefined_test_start:]
     else:
+        if params.stratify_test:
+            _check_stratified_size("test_size", params.test_size, len(labels), n_classes)
         train_val, test = train_test_split(
             everything,
             test_size=params.test_size,
             random_state=params.seed,
             stratify=labels if params.stratify_test else None,
         )
+    _check_stratified_size("val_size", params.val_size, len(train_val), n_classes)
     train, val = train_test_split(
         train_val, test_size=params.val_size, random_state=params.seed, stratify=labels[train_val]
     )
     return SplitIndices(train=np.sort(train), val=np.sort(val), test=np.sort(test))
+
+
+def _check_stratified_size(key: str, fraction: float, n_images: int, n_classes: int) -> None:
+    """A stratified part needs at least one image per class; say which param to raise if not."""
+    size = math.ceil(fraction * n_images)
+    if size < n_classes:
+        raise ParamsError(
+            f"split.{key} = {fraction} gives {size} of {n_images} images, fewer than the {n_classes} classes "
+            f"a stratified split needs; raise split.{key} to at least {n_classes / n_images:.3g}"
+        )
 
 
 def fit_scaler(

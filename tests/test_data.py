@@ -20,6 +20,7 @@ from digitflow.data import (
     scale,
     split_indices,
 )
+from digitflow.errors import ParamsError
 from digitflow.params import SplitParams
 
 
@@ -99,7 +100,7 @@ def test_predefined_test_set_is_kept_as_the_tail():
     assert_partition(split, 1200)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(
     n=st.integers(400, 3000),
     n_classes=st.integers(2, N_CLASSES),
@@ -113,6 +114,14 @@ def test_split_is_a_partition(n, n_classes, test_size, val_size, seed, stratify_
     labels = np.random.default_rng(seed).permutation(np.arange(n) % n_classes)
     params = SplitParams(test_size=test_size, val_size=val_size, seed=seed, stratify_test=stratify_test)
     test_start = n - int(n * test_size) if predefined else None
+    n_test = n - test_start if predefined else math.ceil(test_size * n)
+    too_small = math.ceil(val_size * (n - n_test)) < n_classes or (
+        stratify_test and not predefined and n_test < n_classes
+    )
+    if too_small:
+        with pytest.raises(ParamsError, match=r"split\.(val|test)_size .* fewer than the \d+ classes"):
+            split_indices(labels, params, test_start)
+        return
     split = split_indices(labels, params, test_start)
     assert_partition(split, n)
     if predefined:
@@ -123,6 +132,12 @@ def test_split_is_a_partition(n, n_classes, test_size, val_size, seed, stratify_
     assert len(split.val) == math.ceil(val_size * rest)
     # Every class appears in training (stratified validation never takes a whole class).
     assert len(np.unique(labels[split.train])) == n_classes
+
+
+def test_too_small_a_validation_fraction_names_the_param():
+    labels = np.arange(200) % N_CLASSES
+    with pytest.raises(ParamsError, match=r"split\.val_size = 0\.05 gives 8 of 154 images, fewer than the 10 classes"):
+        split_indices(labels, SplitParams(val_size=0.05))
 
 
 def test_flatten_images_gives_float32_rows():
