@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,8 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from digitflow import testing  # noqa: E402
 from digitflow.params import Params, load_params  # noqa: E402
-from digitflow.testing import serve_folder  # noqa: E402
+from digitflow.testing import serve_folder, set_params  # noqa: E402
 
 DEFAULT_MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results.json"
@@ -84,42 +84,9 @@ def log(message: str) -> None:
 # Project copies, commands and the MNIST mirror
 
 
-def project_files() -> list[str]:
-    listing = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-        text=True,
-    ).stdout
-    return [name for name in listing.split("\0") if name and (ROOT / name).is_file()]
-
-
 def make_project_copy(destination: Path, **sections: dict[str, Any]) -> Path:
     """A fresh clone-like copy of the project, committed, with ``sections`` merged into params.yaml."""
-    for name in project_files():
-        target = destination / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, target)
-    if sections:
-        set_params(destination, **sections)
-    for command in (
-        ["init", "-q", "-b", "main"],
-        ["config", "user.email", "benchmark@digitflow.local"],
-        ["config", "user.name", "digitflow benchmark"],
-        ["add", "-A"],
-        ["commit", "-q", "-m", "benchmark baseline"],
-    ):
-        subprocess.run(["git", *command], cwd=destination, check=True, capture_output=True)
-    return destination
-
-
-def set_params(project: Path, **sections: dict[str, Any]) -> None:
-    params_file = project / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
-    for section, values in sections.items():
-        params[section].update(values)
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    return testing.make_project_copy(ROOT, destination, **sections)
 
 
 def command_env(**extra: str) -> dict[str, str]:

@@ -1,14 +1,20 @@
-"""Helpers for the tests and the benchmark: a real HTTP mirror of a local folder on 127.0.0.1."""
+"""Helpers for the tests and the benchmark: clone-like copies of the project, and a real HTTP mirror
+of a local folder on 127.0.0.1."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import http.server
+import shutil
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -35,3 +41,44 @@ def serve_folder(folder: Path) -> Iterator[str]:
         finally:
             server.shutdown()
             thread.join()
+
+
+def project_files(root: Path) -> list[str]:
+    """Files git tracks or would track (untracked but not ignored) under ``root``: what a clone holds."""
+    listing = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=root,
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout
+    return [name for name in listing.split("\0") if name and (root / name).is_file()]
+
+
+def set_params(project: Path, **sections: dict[str, Any]) -> None:
+    """Update sections of a project's params.yaml, as a user editing it would."""
+    params_file = project / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def make_project_copy(root: Path, destination: Path, **sections: dict[str, Any]) -> Path:
+    """Copy the project at ``root`` into ``destination`` as a fresh git repository with one commit,
+    with ``sections`` merged into its params.yaml first."""
+    for name in project_files(root):
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / name, target)
+    if sections:
+        set_params(destination, **sections)
+    for command in (
+        ["init", "-q", "-b", "main"],
+        ["config", "user.email", "tests@digitflow.local"],
+        ["config", "user.name", "digitflow tests"],
+        ["add", "-A"],
+        ["commit", "-q", "-m", "baseline"],
+    ):
+        subprocess.run(["git", *command], cwd=destination, check=True, capture_output=True)
+    return destination

@@ -4,15 +4,14 @@ mirror of MNIST on 127.0.0.1 serving ``../shared/data/mnist`` (the four original
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
+from digitflow import testing
 from digitflow.testing import serve_folder
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -25,49 +24,19 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("DIGITFLOW_MNIST_MIRRORS", None)
 
 
-def project_files() -> list[str]:
-    """Files git tracks or would track (untracked but not ignored): what a fresh clone holds."""
-    listing = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        check=True,
-        text=True,
-    ).stdout
-    return [name for name in listing.split("\0") if name and (PROJECT_ROOT / name).is_file()]
-
-
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=True, text=True).stdout
 
 
 def make_project_copy(destination: Path) -> Path:
     """Copy the project into ``destination`` and make it a git repository with one commit."""
-    for name in project_files():
-        target = destination / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(PROJECT_ROOT / name, target)
-    git(destination, "init", "-q", "-b", "main")
-    git(destination, "config", "user.email", "tests@digitflow.local")
-    git(destination, "config", "user.name", "digitflow tests")
-    git(destination, "add", "-A")
-    git(destination, "commit", "-q", "-m", "baseline")
-    return destination
+    return testing.make_project_copy(PROJECT_ROOT, destination)
 
 
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Path:
     """A fresh, committed copy of the project in a temporary folder."""
     return make_project_copy(tmp_path / "project")
-
-
-def set_params(project: Path, **sections: dict) -> None:
-    """Update sections of a project's params.yaml, as a user editing it would."""
-    params_file = project / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
-    for section, values in sections.items():
-        params[section].update(values)
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def pipeline_env(**extra: str) -> dict[str, str]:

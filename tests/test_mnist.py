@@ -18,7 +18,7 @@ from digitflow.mnist import (
     normalize_mirror,
     resolve_mirrors,
 )
-from tests.conftest import serve_folder
+from digitflow.testing import serve_folder
 
 pytestmark = pytest.mark.mnist
 

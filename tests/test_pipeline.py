@@ -11,7 +11,8 @@ import mlflow
 import pytest
 import yaml
 
-from tests.conftest import make_project_copy, run, set_params
+from digitflow.testing import set_params
+from tests.conftest import make_project_copy, run
 
 pytestmark = pytest.mark.e2e
 

@@ -29,7 +29,8 @@ from digitflow.pr_report import (
     parse_params_diff,
     resolve_base,
 )
-from tests.conftest import git, make_project_copy, run, set_params
+from digitflow.testing import set_params
+from tests.conftest import git, make_project_copy, run
 
 STRICT = GateParams(metrics=["test_accuracy"], max_drop_abs=0.01, max_drop_rel=1.0)
 
