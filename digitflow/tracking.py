@@ -152,13 +152,14 @@ def input_hashes(stage: str, dvc_yaml: Path = Path("dvc.yaml"), lock: Path = pat
 def run_tags(stage: str, dataset: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Tags that let a run be found from git, DVC and the process that made it."""
     environ = os.environ if environ is None else environ
+    commit = git_commit()
     tags = {
         TAG_PREFIX + "stage": stage,
         TAG_PREFIX + "dataset": dataset,
-        TAG_PREFIX + "git_commit": git_commit(),
+        TAG_PREFIX + "git_commit": commit,
         TAG_PREFIX + "host": socket.gethostname(),
         TAG_PREFIX + "pid": str(os.getpid()),
-        "mlflow.source.git.commit": git_commit(),
+        "mlflow.source.git.commit": commit,
     }
     if environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = environ["DVC_EXP_NAME"]

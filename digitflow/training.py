@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,5 @@ def log_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, part: str, m
 
 
 def run_name(model_name: str, dataset: str) -> str:
-    import os
-
+    """``torch-mnist``, or ``torch-<experiment>`` when DVC runs the stage as an experiment."""
     return f"{model_name}-{os.environ.get('DVC_EXP_NAME') or dataset}"
