@@ -397,22 +397,17 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     stage_sets = [value for key, value in pipeline.items() if key.endswith("_stages")]
     shares = [s[t]["mlflow_share"] for s in stage_sets for t in ("train_sklearn", "train_torch") if t in s]
     peaks = [row["peak_rss_mb"] for s in stage_sets for row in s.values()]
-    rows.append(
-        target(
+    for name, goal, values, limit in (
+        (
             "MLflow share of a training stage (worst)",
             f"<= {TARGETS['mlflow_share_of_training_stage']:.0%}",
-            max(shares) if shares else None,
-            (max(shares) <= TARGETS["mlflow_share_of_training_stage"]) if shares else None,
-        )
-    )
-    rows.append(
-        target(
-            "peak RSS of any stage (MB)",
-            f"<= {TARGETS['stage_peak_rss_mb']:.0f}",
-            max(peaks) if peaks else None,
-            (max(peaks) <= TARGETS["stage_peak_rss_mb"]) if peaks else None,
-        )
-    )
+            shares,
+            TARGETS["mlflow_share_of_training_stage"],
+        ),
+        ("peak RSS of any stage (MB)", f"<= {TARGETS['stage_peak_rss_mb']:.0f}", peaks, TARGETS["stage_peak_rss_mb"]),
+    ):
+        worst = max(values) if values else None
+        rows.append(target(name, goal, worst, None if worst is None else worst <= limit))
     return rows
 
 

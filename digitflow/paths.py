@@ -65,6 +65,11 @@ def coef_file(model: str) -> Path:
     return {"sklearn": SKLEARN_COEF_FILE, "torch": TORCH_COEF_FILE}[model]
 
 
+def train_metrics_file(model: str) -> Path:
+    """Train and validation metrics of one model, with the id of the MLflow run that trained it."""
+    return {"sklearn": TRAIN_SKLEARN_METRICS_FILE, "torch": TRAIN_TORCH_METRICS_FILE}[model]
+
+
 def confusion_csv(model: str) -> Path:
     """Per-image ``actual,predicted`` rows, the shape DVC's ``confusion`` plot template reads."""
     return CONFUSION_DIR / f"{model}.csv"

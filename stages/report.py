@@ -65,10 +65,7 @@ def main() -> None:
         n_val=n_val,
         n_test=len(test_rows),
         test_metrics=test_metrics,
-        train_metrics={
-            m: read_json(f)
-            for m, f in (("sklearn", paths.TRAIN_SKLEARN_METRICS_FILE), ("torch", paths.TRAIN_TORCH_METRICS_FILE))
-        },
+        train_metrics={model: read_json(paths.train_metrics_file(model)) for model in paths.MODEL_NAMES},
         figures=relative,
         n_misclassified=n_wrong,
     )

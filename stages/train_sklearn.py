@@ -54,7 +54,7 @@ def main() -> None:
             coef, intercept = coefficients(model)
             save_arrays(out / paths.SKLEARN_COEF_FILE.name, coef=coef, intercept=intercept)
             info.save(out / paths.RUN_INFO_NAME)
-        write_json(paths.TRAIN_SKLEARN_METRICS_FILE, {**metrics, "mlflow_run_id": info.run_id})
+        write_json(paths.train_metrics_file(MODEL), {**metrics, "mlflow_run_id": info.run_id})
     log.info("val accuracy %.4f in %.2f s (MLflow run %s)", metrics["val_accuracy"], fit_seconds, info.run_id)
 
 

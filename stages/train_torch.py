@@ -62,7 +62,7 @@ def main() -> None:
             info.save(out / paths.RUN_INFO_NAME)
         with atomic_path(paths.TORCH_HISTORY_FILE) as tmp:
             pd.DataFrame(result.history).to_csv(tmp, index=False, float_format="%.6f")
-        write_json(paths.TRAIN_TORCH_METRICS_FILE, {**metrics, "mlflow_run_id": info.run_id})
+        write_json(paths.train_metrics_file(MODEL), {**metrics, "mlflow_run_id": info.run_id})
     log.info("val accuracy %.4f in %.2f s (MLflow run %s)", metrics["val_accuracy"], train_seconds, info.run_id)
 
 
