@@ -1,7 +1,8 @@
 """Dataset decoding, scaling and splitting: pure functions over arrays, no file I/O except loaders.
 
-Both datasets become the same thing after ``preprocess``: a float32 matrix of flattened images, int64
-labels and a small description (image shape, where a predefined test set starts). Later stages load the
+Both datasets become the same thing after ``preprocess``: a float32 matrix of flattened images in the
+dataset's own pixel values (no statistics: scaling is part of each model), int64 labels and a small
+description (image shape, pixel range, where a predefined test set starts). Later stages load the
 matrix memory-mapped, so it is decoded once and never copied whole into each process.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,14 +19,14 @@ from digitflow.errors import ParamsError
 from digitflow.io import read_json
 from digitflow.params import SplitParams
 
-if TYPE_CHECKING:
-    from sklearn.preprocessing import MinMaxScaler, StandardScaler
-
 # scikit-learn is imported inside the functions that use it: stages that only read arrays (report, the
 # trainers' loaders) then skip its import, about a second each.
 
 N_CLASSES = 10
 CLASS_NAMES = tuple(str(digit) for digit in range(N_CLASSES))
+# The value of full ink in each dataset's own pixels: digits counts 4x4 blocks of a 32x32 bitmap
+# (0..16), MNIST is 8-bit greyscale (0..255). Both have ink as the high values on a zero background.
+PIXEL_MAX = {"digits": 16, "mnist": 255}
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class DatasetMeta:
     dataset: str
     image_shape: tuple[int, int]
     n_images: int
-    scaling: str
+    pixel_max: int
     # Index of the first image of a published test set (MNIST's 10,000 images), or None.
     predefined_test_start: int | None
 
@@ -111,47 +111,9 @@ def _check_stratified_size(key: str, fraction: float, n_images: int, n_classes: 
         )
 
 
-def fit_scaler(
-    features: np.ndarray, scaling: str, rows: np.ndarray | None = None, chunk_rows: int = 8192
-) -> StandardScaler | MinMaxScaler | None:
-    """Fit the chosen scaler on ``rows`` only (the training images), so no test statistics leak in.
-
-    The fit goes through ``partial_fit`` chunk by chunk: the statistics are the same, but no copy of
-    the training rows (and no float64 temporary of their size) is ever held, which keeps MNIST's
-    preprocessing well under the pipeline's memory budget.
-    """
-    from sklearn.preprocessing import MinMaxScaler, StandardScaler
-
-    if scaling == "none":
-        return None
-    scaler = StandardScaler() if scaling == "standard" else MinMaxScaler()
-    rows = np.arange(len(features)) if rows is None else np.asarray(rows)
-    for start in range(0, len(rows), chunk_rows):
-        scaler.partial_fit(features[rows[start : start + chunk_rows]])
-    return scaler
-
-
-def scale(features: np.ndarray, scaler: StandardScaler | MinMaxScaler | None, in_place: bool = False) -> np.ndarray:
-    """Apply a fitted scaler; ``in_place`` overwrites ``features`` (float32) instead of copying it."""
-    if scaler is None:
-        return np.asarray(features, dtype=np.float32)
-    if in_place:
-        scaler.set_params(copy=False)
-    return np.asarray(scaler.transform(features), dtype=np.float32)
-
-
-def preprocess_images(
-    images: np.ndarray,
-    labels: np.ndarray,
-    scaling: str,
-    split: SplitParams,
-    predefined_test_start: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Flatten to float32 and scale with statistics from the training rows of the split."""
-    features = flatten_images(images)
-    train_rows = split_indices(labels, split, predefined_test_start).train
-    scaler = fit_scaler(features, scaling, rows=train_rows)
-    return scale(features, scaler, in_place=True), np.asarray(labels, dtype=np.int64)
+def preprocess_images(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten to float32 rows in the dataset's own pixel values; scaling belongs to each model."""
+    return flatten_images(images), np.asarray(labels, dtype=np.int64)
 
 
 @dataclass(frozen=True)

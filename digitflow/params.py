@@ -53,8 +53,8 @@ class FetchParams(_Section):
     )
 
 
-class PreprocessParams(_Section):
-    scaling: Literal["none", "minmax", "standard"] = "standard"
+# Fitted on the training rows by each model and saved inside it (a Pipeline step, torch buffers).
+Scaling = Literal["none", "minmax", "standard"]
 
 
 class SplitParams(_Section):
@@ -66,6 +66,7 @@ class SplitParams(_Section):
 
 
 class TrainSklearnParams(_Section):
+    scaling: Scaling = "standard"
     C: Float = Field(1.0, gt=0)
     solver: Literal["lbfgs", "newton-cg", "newton-cholesky", "sag", "saga", "liblinear"] = "lbfgs"
     max_iter: int = Field(1000, ge=1)
@@ -74,6 +75,7 @@ class TrainSklearnParams(_Section):
 
 
 class TrainTorchParams(_Section):
+    scaling: Scaling = "standard"
     optimizer: Literal["sgd", "adam"] = "adam"
     lr: Float = Field(0.01, gt=0)
     batch_size: int = Field(256, ge=1)
@@ -97,7 +99,6 @@ class GateParams(_Section):
 class Params(_Section):
     data: DataParams = DataParams()
     fetch: FetchParams = FetchParams()
-    preprocess: PreprocessParams = PreprocessParams()
     split: SplitParams = SplitParams()
     train_sklearn: TrainSklearnParams = TrainSklearnParams()
     train_torch: TrainTorchParams = TrainTorchParams()

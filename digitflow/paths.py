@@ -18,8 +18,6 @@ RAW_DIGITS_FILE = RAW_DIR / "digits.npz"
 PROCESSED_DIR = DATA_DIR / "processed"
 FEATURES_FILE = PROCESSED_DIR / "features.npy"
 LABELS_FILE = PROCESSED_DIR / "labels.npy"
-# The decoded images, unscaled, for figures.
-IMAGES_FILE = PROCESSED_DIR / "images.npy"
 PROCESSED_META_FILE = PROCESSED_DIR / "meta.json"
 SPLIT_DIR = DATA_DIR / "split"
 SPLIT_INDICES_FILE = SPLIT_DIR / "indices.npz"
@@ -31,14 +29,17 @@ SKLEARN_COEF_FILE = SKLEARN_MODEL_DIR / "coefficients.npz"
 TORCH_MODEL_DIR = MODELS_DIR / "torch"
 TORCH_MODEL_FILE = TORCH_MODEL_DIR / "model.pt"
 TORCH_COEF_FILE = TORCH_MODEL_DIR / "coefficients.npz"
-# Each training stage records the MLflow run that produced its model inside the model's folder, so the
-# id travels with the model when DVC restores it from its cache.
-RUN_INFO_NAME = "mlflow_run.json"
+# What a model needs to turn an image file into its input: dataset, image shape and pixel range.
+MODEL_CARD_NAME = "model_card.json"
 
 METRICS_DIR = Path("metrics")
 TRAIN_SKLEARN_METRICS_FILE = METRICS_DIR / "train_sklearn.json"
 TRAIN_TORCH_METRICS_FILE = METRICS_DIR / "train_torch.json"
 TORCH_HISTORY_FILE = METRICS_DIR / "train_torch_history.csv"
+# Each training stage records the MLflow run (and registered model version) that its model came from.
+# It is a DVC-cached output of the stage, so it comes back with the model when DVC restores the stage
+# from its run-cache, and it stays out of models/, whose bytes depend on params and data alone.
+RUNS_DIR = METRICS_DIR / "runs"
 EVALUATE_METRICS_FILE = METRICS_DIR / "evaluate.json"
 CONFUSION_DIR = METRICS_DIR / "confusion"
 
@@ -58,7 +59,11 @@ def model_dir(model: str) -> Path:
 
 
 def run_info_file(model: str) -> Path:
-    return model_dir(model) / RUN_INFO_NAME
+    return RUNS_DIR / f"{model}.json"
+
+
+def model_card_file(model: str) -> Path:
+    return model_dir(model) / MODEL_CARD_NAME
 
 
 def coef_file(model: str) -> Path:

@@ -11,9 +11,11 @@ front and the training time a stage reports is training alone.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,18 +26,59 @@ from tqdm.auto import tqdm
 
 from digitflow.data import N_CLASSES
 from digitflow.errors import TrainingDivergedError
+from digitflow.io import atomic_path
 from digitflow.params import TrainTorchParams
 
 
+def scaling_statistics(features: np.ndarray, scaling: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(shift, scale)`` per pixel so that ``(x - shift) / scale`` is the chosen scaling.
+
+    The same statistics as scikit-learn's ``StandardScaler`` (mean, population standard deviation) and
+    ``MinMaxScaler`` (minimum, range), with constant pixels left unscaled (scale 1) as they do.
+    Computed in float64 over the rows given: the training rows only.
+    """
+    n_features = features.shape[1]
+    if scaling == "none":
+        return np.zeros(n_features, np.float32), np.ones(n_features, np.float32)
+    rows = np.asarray(features, dtype=np.float64)
+    if scaling == "standard":
+        shift, scale = rows.mean(axis=0), rows.std(axis=0)
+    else:
+        shift, scale = rows.min(axis=0), rows.max(axis=0) - rows.min(axis=0)
+    scale[scale < 10 * np.finfo(np.float64).eps] = 1.0
+    return shift.astype(np.float32), scale.astype(np.float32)
+
+
 class LogisticRegressionNet(nn.Module):
-    """``n_features -> n_classes`` logits; softmax is applied by the loss and by ``predict_proba``."""
+    """Raw pixels -> scaling (buffers saved with the weights) -> ``n_features -> n_classes`` logits.
+
+    Softmax is applied by the loss during training and by ``ProbabilityModel`` for predictions.
+    """
 
     def __init__(self, n_features: int, n_classes: int = N_CLASSES) -> None:
         super().__init__()
+        self.register_buffer("shift", torch.zeros(n_features))
+        self.register_buffer("scale", torch.ones(n_features))
         self.linear = nn.Linear(n_features, n_classes)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.linear(features)
+    def set_scaling(self, shift: np.ndarray, scale: np.ndarray) -> None:
+        self.shift.copy_(torch.as_tensor(shift))
+        self.scale.copy_(torch.as_tensor(scale))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.linear((pixels - self.shift) / self.scale)
+
+
+class ProbabilityModel(nn.Module):
+    """The served form of a trained net: raw pixels in, class probabilities out (rows sum to one)."""
+
+    def __init__(self, net: LogisticRegressionNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        # Softmax in float64, so each row sums to one within log_loss's tolerance.
+        return torch.softmax(self.net(pixels).double(), dim=1)
 
 
 def select_device() -> torch.device:
@@ -87,7 +130,9 @@ def train_logistic_regression(
     x_val = torch.as_tensor(np.asarray(val_features), dtype=torch.float32, device=device)
     y_val = torch.as_tensor(np.asarray(val_labels), dtype=torch.long, device=device)
 
-    model = LogisticRegressionNet(x_train.shape[1]).to(device)
+    model = LogisticRegressionNet(x_train.shape[1])
+    model.set_scaling(*scaling_statistics(np.asarray(train_features), params.scaling))
+    model = model.to(device)
     optimizer = _make_optimizer(model, params)
     n_batches = math.ceil(len(x_train) / params.batch_size)
     result = TrainingResult(model=model, device=str(device))
@@ -141,11 +186,11 @@ def train_logistic_regression(
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, features: np.ndarray) -> np.ndarray:
+def predict_proba(model: LogisticRegressionNet, features: np.ndarray) -> np.ndarray:
+    """Class probabilities of raw-pixel rows: the same computation as the logged ``ProbabilityModel``."""
     device = next(model.parameters()).device
-    logits = model(torch.as_tensor(np.asarray(features), dtype=torch.float32, device=device))
-    # Softmax in float64 so each row sums to one within log_loss's tolerance.
-    return torch.softmax(logits.double(), dim=1).cpu().numpy()
+    pixels = torch.as_tensor(np.asarray(features), dtype=torch.float32, device=device)
+    return ProbabilityModel(model)(pixels).cpu().numpy()
 
 
 def coefficients(model: LogisticRegressionNet) -> tuple[np.ndarray, np.ndarray]:
@@ -155,7 +200,24 @@ def coefficients(model: LogisticRegressionNet) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def load_model(path: str, n_features: int) -> LogisticRegressionNet:
+def model_bytes(model: LogisticRegressionNet) -> bytes:
+    """The state dict (weights and scaling buffers) as ``torch.save`` bytes.
+
+    Saved through a buffer: given a path, ``torch.save`` names the zip's top folder after the file,
+    so a temporary file name would make every save differ.
+    """
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def save_model(model: LogisticRegressionNet, path: Path) -> None:
+    data = model_bytes(model)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def load_model(path: str | Path, n_features: int) -> LogisticRegressionNet:
     model = LogisticRegressionNet(n_features)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.eval()

@@ -18,7 +18,7 @@ import os
 import socket
 import subprocess
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +53,16 @@ def _is_local_sqlite(uri: str) -> bool:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """Which MLflow run produced a model; stored beside the model so it travels with it."""
+    """Which MLflow run, and which registered model version, produced a model."""
 
     run_id: str
     experiment_id: str
     tracking_uri: str
+    registered_model: str | None = None
+    model_version: str | None = None
 
     def save(self, path: Path) -> None:
-        write_json(
-            path, {"run_id": self.run_id, "experiment_id": self.experiment_id, "tracking_uri": self.tracking_uri}
-        )
+        write_json(path, asdict(self))
 
     @classmethod
     def load(cls, path: Path) -> RunInfo:

@@ -12,12 +12,17 @@ from digitflow.figures import confusion_heatmap
 from digitflow.metrics import confusion, summary_metrics
 from digitflow.params import Params
 from digitflow.report import MODEL_TITLES
+from digitflow.tracking import RunInfo, tracking_uri
+
+
+# Names in MLflow's model registry, one registered model per trainer.
+REGISTERED_MODELS = {"sklearn": "digitflow-sklearn", "torch": "digitflow-torch"}
 
 
 def run_params(params: Params, stage: str, meta: DatasetMeta) -> dict[str, Any]:
-    """The stage's own params plus what defines its data: dataset, scaling and split."""
+    """The stage's own params plus what defines its data: dataset, image shape and split."""
     logged: dict[str, Any] = dict(getattr(params, stage).model_dump())
-    logged.update(dataset=meta.dataset, scaling=meta.scaling, image_shape="x".join(map(str, meta.image_shape)))
+    logged.update(dataset=meta.dataset, image_shape="x".join(map(str, meta.image_shape)))
     logged.update({f"split_{key}": value for key, value in params.split.model_dump().items()})
     return logged
 
@@ -40,6 +45,41 @@ def log_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, part: str, m
     figure = confusion_heatmap(matrix, CLASS_NAMES, f"{MODEL_TITLES.get(model_name, model_name)}: {part} set")
     mlflow.log_figure(figure, f"{part}_confusion_matrix.png")
     return matrix
+
+
+def model_card(meta: DatasetMeta) -> dict[str, Any]:
+    """What turns an image file into the model's input: saved beside the model and logged with it."""
+    return {
+        "dataset": meta.dataset,
+        "image_shape": list(meta.image_shape),
+        "pixel_max": meta.pixel_max,
+        "input": f"float32 (n, {meta.image_shape[0] * meta.image_shape[1]}) raw pixels 0..{meta.pixel_max}, ink high",
+        "output": "float64 (n, 10) probabilities of the digits 0..9",
+    }
+
+
+def model_log_args(model_name: str, meta: DatasetMeta, example: np.ndarray, example_proba: np.ndarray) -> dict:
+    """Arguments shared by both flavours' ``log_model``: raw-pixel signature, registry name, card."""
+    from mlflow.models import infer_signature
+
+    return {
+        "name": "model",
+        "signature": infer_signature(example, example_proba),
+        "input_example": example,
+        "registered_model_name": REGISTERED_MODELS[model_name],
+        "metadata": model_card(meta),
+    }
+
+
+def registered_run_info(run: Any, logged: Any, model_name: str) -> RunInfo:
+    """The record of the run and the registry version that ``log_model`` created for a trainer."""
+    return RunInfo(
+        run_id=run.info.run_id,
+        experiment_id=run.info.experiment_id,
+        tracking_uri=tracking_uri(),
+        registered_model=REGISTERED_MODELS[model_name],
+        model_version=str(logged.registered_model_version),
+    )
 
 
 def run_name(model_name: str, dataset: str) -> str:

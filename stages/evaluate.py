@@ -15,19 +15,17 @@ from digitflow.figures import confusion_heatmap
 from digitflow.io import atomic_dir, atomic_path, save_figure, write_json, write_text
 from digitflow.params import load_params
 from digitflow.report import MODEL_TITLES
+from digitflow.predict import local_predictor
+from digitflow.registry import record_test_metrics
 from digitflow.tracking import RunInfo, resumed_run
 
 log = logging.getLogger(__name__)
 
 
 def predict_test_proba(model: str, features: np.ndarray) -> np.ndarray:
-    if model == "sklearn":
-        from digitflow.sklearn_model import load_model
-
-        return load_model(paths.SKLEARN_MODEL_FILE).predict_proba(features)
-    from digitflow.torch_model import load_model, predict_proba
-
-    return predict_proba(load_model(str(paths.TORCH_MODEL_FILE), features.shape[1]), features)
+    """Probabilities from the saved model itself, given raw pixels, as a user of the model would."""
+    predictor, _card = local_predictor(model)
+    return predictor(features)
 
 
 def confusion_json(evaluation: ModelEvaluation) -> dict:
@@ -53,8 +51,10 @@ def main() -> None:
             write_json(out / paths.confusion_json(name).name, confusion_json(evaluation))
             evaluation.predictions.to_csv(out / paths.predictions_csv(name).name, float_format="%.6f")
             evaluation.per_class.to_csv(out / f"classification_report_{name}.csv", float_format="%.6f")
-            with resumed_run(RunInfo.load(paths.run_info_file(name)), params.tracking.experiment, "evaluate"):
+            info = RunInfo.load(paths.run_info_file(name))
+            with resumed_run(info, params.tracking.experiment, "evaluate"):
                 mlflow.log_metrics(evaluation.metrics)
+                record_test_metrics(info, evaluation.metrics)
                 mlflow.log_dict(confusion_json(evaluation), "test_confusion_matrix.json")
                 mlflow.log_figure(heatmap, "test_confusion_matrix.png")
                 mlflow.log_table(evaluation.per_class.reset_index(), "test_classification_report.json")

@@ -1,4 +1,8 @@
-"""Stage preprocess: decode images to a float32 matrix, scaled with training-set statistics."""
+"""Stage preprocess: decode images to a float32 matrix of flattened images, in their own pixel values.
+
+No statistics are computed here: scaling is fitted by each model on its training rows and travels
+inside the model, so a served model takes raw pixels.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import numpy as np
 
 from digitflow import paths
 from digitflow.cli import run_stage
-from digitflow.data import DatasetMeta, preprocess_images
+from digitflow.data import PIXEL_MAX, DatasetMeta, preprocess_images
 from digitflow.io import atomic_dir, save_array, write_json
 from digitflow.params import load_params
 
@@ -27,20 +31,19 @@ def main() -> None:
 
         images, labels, test_start = load_mnist_images(paths.RAW_DIR)
 
-    features, labels = preprocess_images(images, labels, params.preprocess.scaling, params.split, test_start)
+    features, labels = preprocess_images(images, labels)
     meta = DatasetMeta(
         dataset=dataset,
         image_shape=tuple(images.shape[1:]),
         n_images=len(images),
-        scaling=params.preprocess.scaling,
+        pixel_max=PIXEL_MAX[dataset],
         predefined_test_start=test_start,
     )
     with atomic_dir(paths.PROCESSED_DIR) as out:
         save_array(out / paths.FEATURES_FILE.name, features)
         save_array(out / paths.LABELS_FILE.name, labels)
-        save_array(out / paths.IMAGES_FILE.name, images)
         write_json(out / paths.PROCESSED_META_FILE.name, meta.to_json())
-    log.info("%d images -> %s float32 features, scaling %s", len(images), features.shape, meta.scaling)
+    log.info("%d images -> %s float32 features (pixels 0..%d)", len(images), features.shape, meta.pixel_max)
 
 
 if __name__ == "__main__":

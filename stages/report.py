@@ -23,7 +23,7 @@ N_MISCLASSIFIED = 30
 def main() -> None:
     load_params()  # validate before any work, as every stage does
     meta = load_meta()
-    images = np.load(paths.IMAGES_FILE, mmap_mode="r")
+    images = np.load(paths.FEATURES_FILE, mmap_mode="r").reshape(-1, *meta.image_shape)
     labels = np.load(paths.LABELS_FILE)
     with np.load(paths.SPLIT_INDICES_FILE) as split:
         train_rows, n_val, test_rows = split["train"], len(split["val"]), split["test"]

@@ -1,4 +1,4 @@
-"""Stage train_sklearn: fit scikit-learn's LogisticRegression, log the run to MLflow, save the model."""
+"""Stage train_sklearn: fit the scaler + LogisticRegression pipeline, log and register it, save it."""
 
 from __future__ import annotations
 
@@ -7,16 +7,23 @@ import time
 
 import mlflow
 import sklearn
-from mlflow.models import infer_signature
 
 from digitflow import paths
 from digitflow.cli import run_stage
 from digitflow.data import load_meta, load_split
 from digitflow.io import atomic_dir, save_arrays, write_json
 from digitflow.params import load_params
-from digitflow.sklearn_model import build_model, coefficients, save_model
-from digitflow.tracking import RunInfo, tracking_uri, training_run
-from digitflow.training import fit_metrics, log_confusion_matrix, run_name, run_params
+from digitflow.sklearn_model import build_model, classifier, coefficients, save_model
+from digitflow.tracking import training_run
+from digitflow.training import (
+    fit_metrics,
+    log_confusion_matrix,
+    model_card,
+    model_log_args,
+    registered_run_info,
+    run_name,
+    run_params,
+)
 
 log = logging.getLogger(__name__)
 MODEL = "sklearn"
@@ -30,30 +37,30 @@ def main() -> None:
     with training_run(params.tracking.experiment, "train_sklearn", meta.dataset, run_name(MODEL, meta.dataset)) as run:
         mlflow.log_params(run_params(params, "train_sklearn", meta))
         model = build_model(params.train_sklearn, seed=params.split.seed)
-        log.info("fitting LogisticRegression on %d images x %d features", *train.features.shape)
+        log.info("fitting %s scaling + LogisticRegression on %d images x %d pixels", params.train_sklearn.scaling,
+                 *train.features.shape)
         started = time.perf_counter()
         model.fit(train.features, train.labels)
         fit_seconds = time.perf_counter() - started
-        metrics = fit_metrics(
-            train.labels, model.predict_proba(train.features), val.labels, model.predict_proba(val.features)
-        )
-        metrics.update(fit_seconds=round(fit_seconds, 4), n_iter=int(model.n_iter_.max()))
+        val_proba = model.predict_proba(val.features)
+        metrics = fit_metrics(train.labels, model.predict_proba(train.features), val.labels, val_proba)
+        metrics.update(fit_seconds=round(fit_seconds, 4), n_iter=int(classifier(model).n_iter_.max()))
         mlflow.log_metrics(metrics)
-        log_confusion_matrix(val.labels, model.predict(val.features), "val", MODEL)
+        log_confusion_matrix(val.labels, val_proba.argmax(axis=1), "val", MODEL)
         example = val.features[:5]
-        mlflow.sklearn.log_model(
+        logged = mlflow.sklearn.log_model(
             model,
-            name="model",
-            signature=infer_signature(example, model.predict(example)),
-            input_example=example,
+            pyfunc_predict_fn="predict_proba",
             pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+            **model_log_args(MODEL, meta, example, model.predict_proba(example)),
         )
-        info = RunInfo(run.info.run_id, run.info.experiment_id, tracking_uri())
+        info = registered_run_info(run, logged, MODEL)
         with atomic_dir(paths.SKLEARN_MODEL_DIR) as out:
             save_model(model, out / paths.SKLEARN_MODEL_FILE.name)
             coef, intercept = coefficients(model)
             save_arrays(out / paths.SKLEARN_COEF_FILE.name, coef=coef, intercept=intercept)
-            info.save(out / paths.RUN_INFO_NAME)
+            write_json(out / paths.MODEL_CARD_NAME, model_card(meta))
+        info.save(paths.run_info_file(MODEL))
         write_json(paths.train_metrics_file(MODEL), {**metrics, "mlflow_run_id": info.run_id})
     log.info("val accuracy %.4f in %.2f s (MLflow run %s)", metrics["val_accuracy"], fit_seconds, info.run_id)
 

@@ -1,4 +1,5 @@
-"""Stage train_torch: train the PyTorch logistic regression, log every epoch to MLflow, save the model."""
+"""Stage train_torch: train the PyTorch logistic regression (scaling inside the module), log every
+epoch to MLflow, register the model, save it."""
 
 from __future__ import annotations
 
@@ -8,16 +9,30 @@ import time
 import mlflow
 import pandas as pd
 import torch
-from mlflow.models import infer_signature
 
 from digitflow import paths
 from digitflow.cli import run_stage
 from digitflow.data import load_meta, load_split
 from digitflow.io import atomic_dir, atomic_path, save_arrays, write_json
 from digitflow.params import load_params
-from digitflow.torch_model import coefficients, predict_proba, select_device, train_logistic_regression
-from digitflow.tracking import RunInfo, log_step_metrics, tracking_uri, training_run
-from digitflow.training import fit_metrics, log_confusion_matrix, run_name, run_params
+from digitflow.torch_model import (
+    ProbabilityModel,
+    coefficients,
+    predict_proba,
+    save_model,
+    select_device,
+    train_logistic_regression,
+)
+from digitflow.tracking import log_step_metrics, training_run
+from digitflow.training import (
+    fit_metrics,
+    log_confusion_matrix,
+    model_card,
+    model_log_args,
+    registered_run_info,
+    run_name,
+    run_params,
+)
 
 log = logging.getLogger(__name__)
 MODEL = "torch"
@@ -31,7 +46,7 @@ def main() -> None:
 
     with training_run(params.tracking.experiment, "train_torch", meta.dataset, run_name(MODEL, meta.dataset)) as run:
         mlflow.log_params({**run_params(params, "train_torch", meta), "device": device.type})
-        log.info("training on %s: %d images x %d features", device, *train.features.shape)
+        log.info("training on %s: %d images x %d pixels", device, *train.features.shape)
         started = time.perf_counter()
         result = train_logistic_regression(
             train.features, train.labels, val.features, val.labels, params.train_torch, device
@@ -39,27 +54,24 @@ def main() -> None:
         train_seconds = time.perf_counter() - started
         model = result.model.cpu()
         log_step_metrics(run.info.run_id, result.history)
-        metrics = fit_metrics(
-            train.labels, predict_proba(model, train.features), val.labels, predict_proba(model, val.features)
-        )
+        val_proba = predict_proba(model, val.features)
+        metrics = fit_metrics(train.labels, predict_proba(model, train.features), val.labels, val_proba)
         metrics.update(fit_seconds=round(train_seconds, 4), epochs=len(result.history))
         mlflow.log_metrics(metrics)
-        log_confusion_matrix(val.labels, predict_proba(model, val.features).argmax(axis=1), "val", MODEL)
+        log_confusion_matrix(val.labels, val_proba.argmax(axis=1), "val", MODEL)
         example = val.features[:5]
-        mlflow.pytorch.log_model(
-            model,
-            name="model",
-            signature=infer_signature(example, predict_proba(model, example)),
-            input_example=example,
+        logged = mlflow.pytorch.log_model(
+            ProbabilityModel(model),
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            **model_log_args(MODEL, meta, example, predict_proba(model, example)),
         )
-        info = RunInfo(run.info.run_id, run.info.experiment_id, tracking_uri())
+        info = registered_run_info(run, logged, MODEL)
         with atomic_dir(paths.TORCH_MODEL_DIR) as out:
-            with atomic_path(out / paths.TORCH_MODEL_FILE.name) as tmp:
-                torch.save(model.state_dict(), tmp)
+            save_model(model, out / paths.TORCH_MODEL_FILE.name)
             coef, intercept = coefficients(model)
             save_arrays(out / paths.TORCH_COEF_FILE.name, coef=coef, intercept=intercept)
-            info.save(out / paths.RUN_INFO_NAME)
+            write_json(out / paths.MODEL_CARD_NAME, model_card(meta))
+        info.save(paths.run_info_file(MODEL))
         with atomic_path(paths.TORCH_HISTORY_FILE) as tmp:
             pd.DataFrame(result.history).to_csv(tmp, index=False, float_format="%.6f")
         write_json(paths.train_metrics_file(MODEL), {**metrics, "mlflow_run_id": info.run_id})

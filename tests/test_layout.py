@@ -18,6 +18,7 @@ STAGES = DVC["stages"]
 PER_MODEL = (
     paths.model_dir,
     paths.run_info_file,
+    paths.model_card_file,
     paths.coef_file,
     paths.confusion_csv,
     paths.predictions_csv,
