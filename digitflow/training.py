@@ -14,7 +14,6 @@ from digitflow.params import Params
 from digitflow.report import MODEL_TITLES
 from digitflow.tracking import RunInfo, tracking_uri
 
-
 # Names in MLflow's model registry, one registered model per trainer.
 REGISTERED_MODELS = {"sklearn": "digitflow-sklearn", "torch": "digitflow-torch"}
 

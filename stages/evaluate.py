@@ -14,9 +14,9 @@ from digitflow.evaluation import ModelEvaluation, evaluate_model, evaluation_log
 from digitflow.figures import confusion_heatmap
 from digitflow.io import atomic_dir, atomic_path, save_figure, write_json, write_text
 from digitflow.params import load_params
-from digitflow.report import MODEL_TITLES
 from digitflow.predict import local_predictor
 from digitflow.registry import record_test_metrics
+from digitflow.report import MODEL_TITLES
 from digitflow.tracking import RunInfo, resumed_run
 
 log = logging.getLogger(__name__)

@@ -37,8 +37,11 @@ def main() -> None:
     with training_run(params.tracking.experiment, "train_sklearn", meta.dataset, run_name(MODEL, meta.dataset)) as run:
         mlflow.log_params(run_params(params, "train_sklearn", meta))
         model = build_model(params.train_sklearn, seed=params.split.seed)
-        log.info("fitting %s scaling + LogisticRegression on %d images x %d pixels", params.train_sklearn.scaling,
-                 *train.features.shape)
+        log.info(
+            "fitting %s scaling + LogisticRegression on %d images x %d pixels",
+            params.train_sklearn.scaling,
+            *train.features.shape,
+        )
         started = time.perf_counter()
         model.fit(train.features, train.labels)
         fit_seconds = time.perf_counter() - started

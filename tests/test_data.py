@@ -1,4 +1,4 @@
-"""digitflow.data: the classic digits split, stratified validation, scaling from training rows only."""
+"""digitflow.data: the classic digits split, stratified validation, raw pixels with no statistics."""
 
 from __future__ import annotations
 
@@ -13,11 +13,9 @@ from sklearn.model_selection import train_test_split
 from digitflow.data import (
     N_CLASSES,
     DatasetMeta,
-    fit_scaler,
     flatten_images,
     load_digits_images,
     preprocess_images,
-    scale,
     split_indices,
 )
 from digitflow.errors import ParamsError
@@ -155,58 +153,22 @@ def test_flatten_images_refuses_other_shapes(shape):
     assert str(shape) in str(caught.value)
 
 
-def _images(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
+def test_preprocess_keeps_pixel_values_and_computes_no_statistics():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 17, size=(600, 4, 4)).astype(np.uint8)
     labels = np.arange(600) % N_CLASSES
-    images = rng.integers(1, 17, size=(600, 4, 4)).astype(np.uint8)
-    return images, labels
-
-
-@pytest.mark.parametrize("scaling", ["standard", "minmax"])
-def test_scaling_statistics_come_from_training_rows_only(scaling):
-    images, labels = _images()
-    params = SplitParams()
-    split = split_indices(labels, params)
-    features, out_labels = preprocess_images(images, labels, scaling, params)
+    features, out_labels = preprocess_images(images, labels)
     assert features.dtype == np.float32
     assert out_labels.dtype == np.int64
-    assert features.shape == (600, 16)
-
-    altered = images.copy()
-    altered[split.test] = 200  # test and validation images far outside the training range
-    altered[split.val] = 0
-    altered_features, _ = preprocess_images(altered, labels, scaling, params)
-    # Training rows are transformed identically whatever the test and validation rows hold ...
-    np.testing.assert_array_equal(altered_features[split.train], features[split.train])
-    # ... although statistics fitted over all rows would have changed them.
-    raw = flatten_images(altered)
-    assert not np.allclose(scale(raw, fit_scaler(raw, scaling))[split.train], features[split.train])
-
-    train = features[split.train]
-    if scaling == "standard":
-        np.testing.assert_allclose(train.mean(axis=0), 0, atol=1e-5)
-        np.testing.assert_allclose(train.std(axis=0), 1, atol=1e-4)
-    else:
-        np.testing.assert_allclose(train.min(axis=0), 0, atol=1e-6)
-        np.testing.assert_allclose(train.max(axis=0), 1, atol=1e-6)
-
-
-def test_no_scaling_keeps_pixel_values():
-    images, labels = _images()
-    features, _ = preprocess_images(images, labels, "none", SplitParams())
-    assert features.dtype == np.float32
     np.testing.assert_array_equal(features, images.reshape(600, -1).astype(np.float32))
-    assert fit_scaler(features, "none") is None
-
-
-def test_scale_returns_float32_even_from_float64_scaler():
-    features = np.random.default_rng(1).normal(size=(50, 3))
-    scaler = fit_scaler(features, "standard")
-    assert scale(features, scaler).dtype == np.float32
+    # Each row depends on its own image alone: changing other images changes nothing else.
+    altered = images.copy()
+    altered[100:] = 16
+    np.testing.assert_array_equal(preprocess_images(altered, labels)[0][:100], features[:100])
 
 
 def test_dataset_meta_json_round_trip():
-    meta = DatasetMeta("mnist", (28, 28), 70000, "standard", 60000)
+    meta = DatasetMeta("mnist", (28, 28), 70000, 255, 60000)
     data = meta.to_json()
     # JSON turns tuples into lists; from_json must give back an equal (hashable) meta.
     data["image_shape"] = list(data["image_shape"])

@@ -78,6 +78,7 @@ def test_every_output_path_in_paths_is_tracked_by_dvc():
         paths.MODELS_DIR,
         paths.METRICS_DIR,
         paths.REPORTS_DIR,
+        paths.RUNS_DIR,  # one output file per training stage inside
         paths.PARAMS_FILE,
         paths.DVC_LOCK_FILE,
     }

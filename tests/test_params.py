@@ -113,7 +113,7 @@ def test_test_size_outside_open_unit_interval(value, bound):
     [
         ("data", "dataset", "emnist", ["'digits'", "'mnist'"]),
         ("train_sklearn", "solver", "adam", ["'lbfgs'", "'saga'", "'liblinear'"]),
-        ("preprocess", "scaling", "robust", ["'none'", "'minmax'", "'standard'"]),
+        ("train_sklearn", "scaling", "robust", ["'none'", "'minmax'", "'standard'"]),
         ("train_torch", "optimizer", "rmsprop", ["'sgd'", "'adam'"]),
     ],
 )
@@ -180,7 +180,7 @@ def test_stage_refuses_bad_params_without_traceback_or_output(project_copy: Path
     params_file = project_copy / "params.yaml"
     raw = yaml.safe_load(params_file.read_text())
     raw["train_torch"]["lr"] = -0.5
-    raw["preprocess"]["scalling"] = "standard"
+    raw["train_torch"]["scalling"] = "standard"
     params_file.write_text(yaml.safe_dump(raw))
     before = sorted(p.relative_to(project_copy) for p in (project_copy / "data").rglob("*"))
 
@@ -188,7 +188,7 @@ def test_stage_refuses_bad_params_without_traceback_or_output(project_copy: Path
 
     assert result.returncode != 0
     assert "train_torch.lr" in result.stderr
-    assert "preprocess.scalling" in result.stderr
+    assert "train_torch.scalling" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not (project_copy / "data" / "raw").exists()
     after = sorted(p.relative_to(project_copy) for p in (project_copy / "data").rglob("*"))

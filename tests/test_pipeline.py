@@ -88,7 +88,7 @@ def test_digits_runs_are_tracked_one_per_model(digits_project: Path) -> None:
         assert {"test_confusion_matrix.json", "test_confusion_matrix.png", "val_confusion_matrix.json"} <= artifacts
         assert tracked.data.tags["digitflow.git_commit"] != "unknown"
         assert any(tag.startswith("dvc.input.data/") for tag in tracked.data.tags)
-        run_file = json.loads((digits_project / f"models/{model}/mlflow_run.json").read_text())
+        run_file = json.loads((digits_project / f"metrics/runs/{model}.json").read_text())
         assert run_file["run_id"] == tracked.info.run_id
     torch_run = by_stage["train_torch"]
     assert torch_run.data.params["lr"] == str(
@@ -151,6 +151,11 @@ def test_same_params_give_identical_metrics(digits_project: Path, tmp_path: Path
     shutil.copy(digits_project / "params.yaml", other / "params.yaml")
     run(other, "dvc", "repro")
     assert read_metrics(other) == read_metrics(digits_project)
+    # The models themselves are byte-identical, so dvc.lock hashes stay put across clean runs.
+    model_files = sorted(p.relative_to(digits_project) for p in (digits_project / "models").rglob("*") if p.is_file())
+    assert {"models/sklearn/model.skops", "models/torch/model.pt"} <= {p.as_posix() for p in model_files}
+    for name in model_files:
+        assert (other / name).read_bytes() == (digits_project / name).read_bytes(), name
 
 
 def test_diverging_training_stops_cleanly(project_copy: Path) -> None:
@@ -209,7 +214,7 @@ def test_model_restored_from_run_cache_keeps_its_mlflow_run(digits_project: Path
     params = yaml.safe_load((digits_project / "params.yaml").read_text())
     epochs, c = params["train_torch"]["epochs"], params["train_sklearn"]["C"]
     run(digits_project, "dvc", "repro")
-    original = json.loads((digits_project / "models/torch/mlflow_run.json").read_text())["run_id"]
+    original = json.loads((digits_project / "metrics/runs/torch.json").read_text())["run_id"]
     set_params(digits_project, train_torch={"epochs": epochs - 5})
     run(digits_project, "dvc", "repro")
     set_params(digits_project, train_torch={"epochs": epochs}, train_sklearn={"C": c / 2})
@@ -219,7 +224,7 @@ def test_model_restored_from_run_cache_keeps_its_mlflow_run(digits_project: Path
     result = run(digits_project, "dvc", "repro")
     assert stages_run(result.stdout) == ["train_sklearn", "evaluate", "report"]
     assert "Stage 'train_torch' is cached - skipping run" in result.stdout
-    assert json.loads((digits_project / "models/torch/mlflow_run.json").read_text())["run_id"] == original
+    assert json.loads((digits_project / "metrics/runs/torch.json").read_text())["run_id"] == original
     assert torch_run_ids(digits_project) == torch_runs_before
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{digits_project / 'mlflow.db'}")
     history = client.get_metric_history(original, "test_accuracy")

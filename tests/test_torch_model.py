@@ -12,9 +12,13 @@ from digitflow.errors import DigitflowError, TrainingDivergedError
 from digitflow.params import TrainTorchParams
 from digitflow.torch_model import (
     LogisticRegressionNet,
+    ProbabilityModel,
     coefficients,
     load_model,
+    model_bytes,
     predict_proba,
+    save_model,
+    scaling_statistics,
     select_device,
     train_logistic_regression,
 )
@@ -92,6 +96,7 @@ def reference_training(data, params: TrainTorchParams) -> LogisticRegressionNet:
     torch.manual_seed(params.seed)
     shuffle = torch.Generator().manual_seed(params.seed)
     model = LogisticRegressionNet(x.shape[1])
+    model.set_scaling(*scaling_statistics(x_train, params.scaling))
     optimizer_class = torch.optim.Adam if params.optimizer == "adam" else torch.optim.SGD
     optimizer = optimizer_class(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     for _ in range(params.epochs):
@@ -116,7 +121,7 @@ def test_updates_match_torch_optim(data, optimizer):
 
 def test_huge_learning_rate_diverges_with_a_helpful_message(data):
     (x_train, y_train), (x_val, y_val), _ = data
-    params = TrainTorchParams(optimizer="sgd", lr=1e30, batch_size=32, epochs=3, seed=0)
+    params = TrainTorchParams(scaling="none", optimizer="sgd", lr=1e30, batch_size=32, epochs=3, seed=0)
     with pytest.raises(TrainingDivergedError) as caught:
         train_logistic_regression(x_train * 1e6, y_train, x_val * 1e6, y_val, params, device=CPU, progress=False)
     message = str(caught.value)
@@ -139,10 +144,12 @@ def test_predict_proba_rows_sum_to_one(data, trained):
 def test_state_dict_loads_with_weights_only(tmp_path: Path, data, trained):
     _, _, (x_test, _) = data
     path = tmp_path / "model.pt"
-    torch.save(trained.model.state_dict(), path)
+    save_model(trained.model, path)
     state = torch.load(path, map_location="cpu", weights_only=True)
-    assert set(state) == {"linear.weight", "linear.bias"}
+    # The scaling travels with the weights: the saved model takes raw features.
+    assert set(state) == {"shift", "scale", "linear.weight", "linear.bias"}
     assert state["linear.weight"].shape == (10, N_FEATURES)
+    np.testing.assert_allclose(state["shift"].numpy(), data[0][0].mean(axis=0), rtol=1e-5, atol=1e-5)
     loaded = load_model(str(path), N_FEATURES)
     assert not loaded.training
     np.testing.assert_array_equal(predict_proba(loaded, x_test), predict_proba(trained.model, x_test))
@@ -183,3 +190,42 @@ def test_trains_on_cuda(data):
     assert result.device.startswith("cuda")
     assert next(result.model.parameters()).is_cuda
     assert (predict_proba(result.model, x_test).argmax(axis=1) == y_test).mean() >= 0.97
+
+
+@pytest.mark.parametrize("scaling", ["standard", "minmax", "none"])
+def test_scaling_statistics_match_scikit_learn(scaling):
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    features, _ = blobs(300, seed=4)
+    features[:, 3] = 7.0  # a constant pixel is left unscaled, as scikit-learn does
+    shift, scale = scaling_statistics(features, scaling)
+    ours = (features - shift) / scale
+    if scaling == "none":
+        expected = features
+    else:
+        expected = (StandardScaler() if scaling == "standard" else MinMaxScaler()).fit_transform(features)
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_scaling_comes_from_the_training_rows_only(data):
+    (x_train, y_train), (x_val, y_val), _ = data
+    params = PARAMS.model_copy(update={"epochs": 1})
+    model = train_logistic_regression(x_train, y_train, x_val, y_val, params, device=CPU, progress=False).model
+    shifted = train_logistic_regression(x_train, y_train, x_val + 100, y_val, params, device=CPU, progress=False)
+    torch.testing.assert_close(model.shift, torch.as_tensor(x_train.mean(axis=0)), rtol=1e-5, atol=1e-5)
+    assert torch.equal(model.shift, shifted.model.shift)
+    assert torch.equal(model.scale, shifted.model.scale)
+
+
+def test_probability_model_gives_predict_proba(data, trained):
+    _, _, (x_test, _) = data
+    served = ProbabilityModel(trained.model)(torch.as_tensor(x_test)).detach().numpy()
+    np.testing.assert_array_equal(served, predict_proba(trained.model, x_test))
+
+
+def test_same_model_gives_the_same_file_bytes(tmp_path: Path, data):
+    first, second = train(data).model, train(data).model
+    save_model(first, tmp_path / "a" / "model.pt")
+    save_model(second, tmp_path / "b" / "other-name.pt")
+    assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "other-name.pt").read_bytes()
+    assert model_bytes(first) == (tmp_path / "a" / "model.pt").read_bytes()

@@ -133,13 +133,15 @@ def test_flatten():
 
 def test_run_info_round_trip(tmp_path: Path):
     info = RunInfo(run_id="0123abcd", experiment_id="7", tracking_uri="sqlite:////repo/mlflow.db")
-    path = tmp_path / "models" / "torch" / "mlflow_run.json"
+    path = tmp_path / "metrics" / "runs" / "torch.json"
     info.save(path)
     assert RunInfo.load(path) == info
     assert json.loads(path.read_text()) == {
         "run_id": "0123abcd",
         "experiment_id": "7",
         "tracking_uri": "sqlite:////repo/mlflow.db",
+        "registered_model": None,
+        "model_version": None,
     }
 
 

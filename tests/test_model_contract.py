@@ -1,0 +1,196 @@
+"""Issue 'a model you can use', end to end: raw pixels in, probabilities out, for both logged models;
+the registry and @champion; `digitflow serve` over real HTTP; `digitflow predict` on image files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from digitflow.testing import set_params
+from tests.conftest import make_project_copy, pipeline_env, run
+
+pytestmark = pytest.mark.e2e
+MODELS = ("sklearn", "torch")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = make_project_copy(tmp_path_factory.mktemp("contract") / "project")
+    run(project, "dvc", "repro")
+    return project
+
+
+def client(project: Path) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+
+
+def raw_test_set(project: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The test set as a user has it: raw pixels (0..16), straight from the preprocessed matrix."""
+    features = np.load(project / "data/processed/features.npy")
+    with np.load(project / "data/split/indices.npz") as split:
+        rows = split["test"]
+    return features[rows], np.load(project / "data/processed/labels.npy")[rows]
+
+
+def evaluate_predictions(project: Path, model: str) -> pd.DataFrame:
+    return pd.read_csv(project / f"reports/evaluation/predictions_{model}.csv", index_col="test_index")
+
+
+def test_preprocess_writes_raw_pixels_only(project: Path) -> None:
+    features, _ = raw_test_set(project)
+    assert features.dtype == np.float32
+    assert features.min() == 0
+    assert features.max() == 16
+    assert sorted(p.name for p in (project / "data/processed").iterdir()) == ["features.npy", "labels.npy", "meta.json"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_registered_pyfunc_reproduces_evaluate_from_raw_pixels(project: Path, model: str) -> None:
+    features, labels = raw_test_set(project)
+    versions = client(project).search_model_versions(f"name = 'digitflow-{model}'")
+    assert [str(v.version) for v in versions] == ["1"]
+    # The version carries the run's test metrics.
+    metrics = json.loads((project / "metrics/evaluate.json").read_text())[model]
+    assert float(versions[0].tags["test_accuracy"]) == pytest.approx(metrics["test_accuracy"])
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    pyfunc = mlflow.pyfunc.load_model(f"models:/digitflow-{model}/1")
+    proba = np.asarray(pyfunc.predict(features))
+    assert proba.shape == (len(features), 10)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    expected = evaluate_predictions(project, model)
+    np.testing.assert_array_equal(proba.argmax(axis=1), expected["predicted"].to_numpy())
+    np.testing.assert_allclose(proba, expected.filter(like="prob_").to_numpy(), atol=1e-6)
+    # The signature and the input example show raw pixels.
+    info = pyfunc.metadata
+    assert info.get_input_schema().inputs[0].shape == (-1, 64)
+    assert info.metadata["pixel_max"] == 16
+    assert (labels == expected["actual"].to_numpy()).all()
+
+
+def digitflow(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run(project, "digitflow", *args, check=check)
+
+
+def test_promotion_moves_refuses_and_forces(project: Path) -> None:
+    first = digitflow(project, "promote", "sklearn")
+    assert "version 1" in first.stdout
+    assert "@champion" in first.stdout
+    # A much weaker model becomes version 2.
+    set_params(project, train_sklearn={"C": 0.0001})
+    run(project, "dvc", "repro")
+    versions = {str(v.version): v for v in client(project).search_model_versions("name = 'digitflow-sklearn'")}
+    assert float(versions["2"].tags["test_accuracy"]) < float(versions["1"].tags["test_accuracy"])
+
+    refused = digitflow(project, "promote", "sklearn", "--version", "2", check=False)
+    assert refused.returncode == 1
+    assert "refusing to promote digitflow-sklearn version 2" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert str(client(project).get_model_version_by_alias("digitflow-sklearn", "champion").version) == "1"
+
+    forced = digitflow(project, "promote", "sklearn", "--version", "2", "--force")
+    assert "version 2" in forced.stdout
+    assert "replacing version 1" in forced.stdout
+    assert str(client(project).get_model_version_by_alias("digitflow-sklearn", "champion").version) == "2"
+
+    best = digitflow(project, "promote", "sklearn")  # best by test accuracy: back to version 1
+    assert "version 1" in best.stdout
+    assert "replacing version 2" in best.stdout
+    assert str(client(project).get_model_version_by_alias("digitflow-sklearn", "champion").version) == "1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_answers_raw_pixels_with_probabilities(project: Path) -> None:
+    digitflow(project, "promote", "torch")
+    port = free_port()
+    server = subprocess.Popen(
+        ["digitflow", "serve", "torch", "--port", str(port)],
+        cwd=project,
+        env=pipeline_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                assert time.monotonic() < deadline, "the model server did not start in 120 s"
+                time.sleep(1)
+        features, labels = raw_test_set(project)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"inputs": features.tolist()}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        proba = np.asarray(answer["predictions"])
+        assert proba.shape == (len(features), 10)
+        accuracy = float((proba.argmax(axis=1) == labels).mean())
+        expected = json.loads((project / "metrics/evaluate.json").read_text())["torch"]["test_accuracy"]
+        assert accuracy == pytest.approx(expected, abs=1e-6)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def write_pngs(project: Path, folder: Path, rows: np.ndarray, features: np.ndarray) -> list[Path]:
+    """Each test image twice: as an 8x8 grey PNG (ink light, as in the dataset) and as a 200x200 RGB
+    scan with dark ink on white paper."""
+    files = []
+    for row in rows:
+        grey = np.round(features[row].reshape(8, 8) * 255 / 16).astype(np.uint8)
+        small = folder / f"test{row}_8x8.png"
+        Image.fromarray(grey, mode="L").save(small)
+        paper = Image.fromarray(255 - grey, mode="L").resize((200, 200), Image.Resampling.NEAREST).convert("RGB")
+        large = folder / f"test{row}_200x200.png"
+        paper.save(large)
+        files += [small, large]
+    return files
+
+
+@pytest.mark.parametrize("source", ["models", "champion"])
+def test_predict_image_files_like_evaluate(project: Path, tmp_path: Path, source: str) -> None:
+    digitflow(project, "promote", "torch")
+    features, _ = raw_test_set(project)
+    expected = evaluate_predictions(project, "torch")
+    confident = expected.index[expected.filter(like="prob_").max(axis=1) > 0.9][:6].to_numpy()
+    files = write_pngs(project, tmp_path, confident, features)
+    result = digitflow(project, "predict", *map(str, files), "--model", "torch", "--source", source)
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == len(files)
+    for file, line in zip(files, lines, strict=True):
+        row = int(file.name.removeprefix("test").split("_")[0])
+        assert line.startswith(f"{file}: {expected.loc[row, 'predicted']} (probability ")
+
+
+def test_predict_refuses_what_is_not_an_image(project: Path, tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.png"
+    bogus.write_text("not an image")
+    result = digitflow(project, "predict", str(bogus), str(tmp_path / "missing.png"), check=False)
+    assert result.returncode == 1
+    assert "missing.png" in result.stderr
+    assert "Traceback" not in result.stderr
