@@ -131,7 +131,7 @@ def prepare_mnist(workdir: Path, mirror: str, params: Params) -> dict[str, Any]:
     root = workdir / "mnist-raw"
     download_mnist(root, [mirror])
     images, labels, test_start = load_mnist_images(root)
-    features, labels = preprocess_images(images, labels, params.preprocess.scaling, params.split, test_start)
+    features, labels = preprocess_images(images, labels)
     split = split_indices(labels, params.split, test_start)
     log(f"MNIST prepared in {time.perf_counter() - started:.1f} s")
     return {"root": root, "images": images, "features": features, "labels": labels, "split": split}
@@ -274,11 +274,12 @@ def bench_sklearn(mnist: dict[str, Any], params: Params, train_rows: np.ndarray)
             started = time.perf_counter()
             model.fit(x[train_rows], labels[train_rows])
             seconds = time.perf_counter() - started
+        fitted = model[-1] if hasattr(model, "steps") else model
         results[name] = {
             "fit_seconds": round(seconds, 3),
-            "n_iter": int(np.max(model.n_iter_)),
+            "n_iter": int(np.max(fitted.n_iter_)),
             "test_accuracy": accuracy(model.predict(x[split.test]), labels[split.test]),
-            "features": "pixels / 255, float64" if name == "defaults" else f"{params.preprocess.scaling}, float32",
+            "features": "pixels / 255, float64" if name == "defaults" else f"raw float32, {params.train_sklearn.scaling} in the model",
             "settings": model.get_params(),
         }
         log(f"sklearn {name}: {seconds:.2f} s, test accuracy {results[name]['test_accuracy']:.4f}")
