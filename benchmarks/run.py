@@ -279,7 +279,9 @@ def bench_sklearn(mnist: dict[str, Any], params: Params, train_rows: np.ndarray)
             "fit_seconds": round(seconds, 3),
             "n_iter": int(np.max(fitted.n_iter_)),
             "test_accuracy": accuracy(model.predict(x[split.test]), labels[split.test]),
-            "features": "pixels / 255, float64" if name == "defaults" else f"raw float32, {params.train_sklearn.scaling} in the model",
+            "features": "pixels / 255, float64"
+            if name == "defaults"
+            else f"raw float32, {params.train_sklearn.scaling} in the model",
             "settings": model.get_params(),
         }
         log(f"sklearn {name}: {seconds:.2f} s, test accuracy {results[name]['test_accuracy']:.4f}")

@@ -26,13 +26,18 @@ class PromotionError(DigitflowError):
     """The requested promotion would make the champion worse, or names nothing that exists."""
 
 
-def record_test_metrics(info: RunInfo, metrics: Mapping[str, float]) -> None:
-    """Tag the registered version that ``info`` produced with its test metrics."""
-    import mlflow
+def record_test_metrics(client: Any, info: RunInfo, metrics: Mapping[str, float]) -> None:
+    """Tag the registered version that ``info`` produced with its test metrics (if it is in this store)."""
+    from mlflow.exceptions import MlflowException
 
     if not info.registered_model or not info.model_version:
         return
-    client = mlflow.MlflowClient(info.tracking_uri)
+    try:
+        version = client.get_model_version(info.registered_model, info.model_version)
+    except MlflowException:
+        return
+    if version.run_id != info.run_id:  # same number, another store's version
+        return
     for key, value in metrics.items():
         client.set_model_version_tag(info.registered_model, info.model_version, key, f"{value:.6f}")
 

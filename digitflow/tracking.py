@@ -34,6 +34,9 @@ STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 LOCK_FILE = ".mlflow.lock"
 TAG_PREFIX = "digitflow."
+# MLflow 3's UI opens an experiment on the page its kind calls for; without this tag it guesses GenAI
+# (traces) for a new experiment, and the training runs are one click away.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def repository_root(environ: Mapping[str, str] | None = None) -> Path:
@@ -98,9 +101,12 @@ def prepare_experiment(name: str, uri: str | None = None) -> str:
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
                 artifacts = (root / ARTIFACTS_DIR).as_uri() if _is_local_sqlite(uri) else None
-                experiment_id = client.create_experiment(name, artifact_location=artifacts)
+                experiment_id = client.create_experiment(name, artifact_location=artifacts, tags=EXPERIMENT_KIND)
             else:
                 experiment_id = experiment.experiment_id
+                for key, value in EXPERIMENT_KIND.items():
+                    if experiment.tags.get(key) != value:
+                        client.set_experiment_tag(experiment_id, key, value)
             _fail_orphaned_runs(client, experiment_id)
     except MlflowException as exc:
         raise TrackingStoreError(f"the MLflow store at {uri} cannot be used: {exc}\n{_repair_hint(uri)}") from None
@@ -137,6 +143,23 @@ def git_commit(cwd: Path | None = None) -> str:
     return result.stdout.strip() if result.returncode == 0 else "unknown"
 
 
+def git_dirty(cwd: Path | None = None) -> str:
+    """``true`` when tracked code or params differ from the commit, so the commit alone does not say
+    what ran. The pipeline's own committed outputs (``dvc.lock``, metrics, reports) do not count: a run
+    rewrites them."""
+    outputs = [f":(exclude){path.as_posix()}" for path in (paths.DVC_LOCK_FILE, paths.METRICS_DIR, paths.REPORTS_DIR)]
+    result = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *outputs],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        return "unknown"
+    return "true" if result.stdout.strip() else "false"
+
+
 def input_hashes(stage: str, dvc_yaml: Path = Path("dvc.yaml"), lock: Path = paths.DVC_LOCK_FILE) -> dict[str, str]:
     """``dvc.lock`` hashes of the data a stage reads, as recorded when the upstream stages ran."""
     if not dvc_yaml.exists() or not lock.exists():
@@ -157,6 +180,7 @@ def run_tags(stage: str, dataset: str, environ: Mapping[str, str] | None = None)
         TAG_PREFIX + "stage": stage,
         TAG_PREFIX + "dataset": dataset,
         TAG_PREFIX + "git_commit": commit,
+        TAG_PREFIX + "git_dirty": git_dirty(),
         TAG_PREFIX + "host": socket.gethostname(),
         TAG_PREFIX + "pid": str(os.getpid()),
         "mlflow.source.git.commit": commit,
@@ -170,45 +194,46 @@ def run_tags(stage: str, dataset: str, environ: Mapping[str, str] | None = None)
     return tags
 
 
+def unique_run_name(client: Any, experiment_id: str, base: str) -> str:
+    """``base`` if no run has it yet, else ``base-2``, ``base-3``, ... so chart legends tell runs apart."""
+    taken = {
+        run.info.run_name
+        for run in client.search_runs([experiment_id], filter_string=f"attributes.run_name LIKE '{base}%'")
+    }
+    if base not in taken:
+        return base
+    return next(f"{base}-{n}" for n in range(2, len(taken) + 3) if f"{base}-{n}" not in taken)
+
+
+def run_name_base(model_name: str, dataset: str, environ: Mapping[str, str] | None = None) -> str:
+    """``torch-digits-<experiment>`` under a DVC experiment, else ``torch-digits-<short commit>``."""
+    environ = os.environ if environ is None else environ
+    return f"{model_name}-{dataset}-{environ.get('DVC_EXP_NAME') or git_commit()[:7]}"
+
+
 @contextlib.contextmanager
-def training_run(experiment: str, stage: str, dataset: str, run_name: str) -> Iterator[Any]:
-    """Start a run in the repository's store; it ends FAILED if the block raises or is interrupted."""
+def training_run(
+    experiment: str, stage: str, dataset: str, run_name: str, extra_tags: Mapping[str, str] | None = None
+) -> Iterator[Any]:
+    """Start a run in the repository's store; it ends FAILED if the block raises or is interrupted,
+    and a watchdog ends it FAILED if the process is killed outright."""
     import mlflow
+
+    from digitflow import run_watchdog
 
     uri = tracking_uri()
     experiment_id = prepare_experiment(experiment, uri)
     mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=run_tags(stage, dataset)) as run:
-        yield run
-
-
-@contextlib.contextmanager
-def resumed_run(info: RunInfo, experiment: str, stage: str) -> Iterator[Any]:
-    """Reopen the run that trained a model, so its test results land beside its training results.
-
-    If that run is not in the current store (the model was restored from a DVC cache filled elsewhere,
-    or ``MLFLOW_TRACKING_URI`` changed), a new run records the results and names the missing one.
-    """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    uri = tracking_uri()
-    experiment_id = prepare_experiment(experiment, uri)
-    mlflow.set_tracking_uri(uri)
+    name = unique_run_name(mlflow.MlflowClient(uri), experiment_id, run_name)
+    tags = {**run_tags(stage, dataset), **(extra_tags or {})}
+    watchdog = None
     try:
-        mlflow.MlflowClient(uri).get_run(info.run_id)
-        found = True
-    except MlflowException:
-        found = False
-    if found:
-        with mlflow.start_run(run_id=info.run_id) as run:
-            mlflow.set_tag(TAG_PREFIX + "evaluated_by", stage)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
+            watchdog = run_watchdog.spawn(run.info.run_id, uri)
             yield run
-        return
-    log.warning("MLflow run %s is not in %s; logging %s results to a new run", info.run_id, uri, stage)
-    tags = {TAG_PREFIX + "stage": stage, TAG_PREFIX + "missing_training_run": info.run_id}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{stage}-orphan", tags=tags) as run:
-        yield run
+    finally:
+        if watchdog is not None:
+            run_watchdog.release(watchdog)
 
 
 def flatten(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -46,6 +45,21 @@ def log_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, part: str, m
     return matrix
 
 
+def dataset_input(features: np.ndarray, labels: np.ndarray, dataset: str, part: str) -> Any:
+    """An MLflow dataset for one part of the split; its digest identifies the exact images."""
+    import mlflow.data
+
+    return mlflow.data.from_numpy(np.asarray(features), targets=np.asarray(labels), name=f"{dataset}-{part}")
+
+
+def log_training_inputs(dataset: str, train: Any, val: Any) -> None:
+    """The training and validation images as inputs of the active run ("Datasets used" in the UI)."""
+    import mlflow
+
+    mlflow.log_input(dataset_input(train.features, train.labels, dataset, "train"), context="training")
+    mlflow.log_input(dataset_input(val.features, val.labels, dataset, "val"), context="validation")
+
+
 def model_card(meta: DatasetMeta) -> dict[str, Any]:
     """What turns an image file into the model's input: saved beside the model and logged with it."""
     return {
@@ -79,8 +93,3 @@ def registered_run_info(run: Any, logged: Any, model_name: str) -> RunInfo:
         registered_model=REGISTERED_MODELS[model_name],
         model_version=str(logged.registered_model_version),
     )
-
-
-def run_name(model_name: str, dataset: str) -> str:
-    """``torch-mnist``, or ``torch-<experiment>`` when DVC runs the stage as an experiment."""
-    return f"{model_name}-{os.environ.get('DVC_EXP_NAME') or dataset}"

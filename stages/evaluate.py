@@ -11,13 +11,15 @@ from digitflow import paths
 from digitflow.cli import run_stage
 from digitflow.data import CLASS_NAMES, load_meta, load_split
 from digitflow.evaluation import ModelEvaluation, evaluate_model, evaluation_log, write_workbook
+from digitflow.evaluation_tracking import TestResults, log_test_results, target_run
 from digitflow.figures import confusion_heatmap
 from digitflow.io import atomic_dir, atomic_path, save_figure, write_json, write_text
 from digitflow.params import load_params
 from digitflow.predict import local_predictor
 from digitflow.registry import record_test_metrics
 from digitflow.report import MODEL_TITLES
-from digitflow.tracking import RunInfo, resumed_run
+from digitflow.tracking import RunInfo, tracking_uri
+from digitflow.training import dataset_input
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ def main() -> None:
     test = load_split("test")
     evaluations = [evaluate_model(m, test.labels, predict_test_proba(m, test.features)) for m in paths.MODEL_NAMES]
 
+    client = mlflow.MlflowClient(tracking_uri())
+    test_set = dataset_input(test.features, test.labels, meta.dataset, "test")
     with atomic_dir(paths.EVALUATION_DIR) as out:
         for evaluation in evaluations:
             name = evaluation.model
@@ -52,12 +56,17 @@ def main() -> None:
             evaluation.predictions.to_csv(out / paths.predictions_csv(name).name, float_format="%.6f")
             evaluation.per_class.to_csv(out / f"classification_report_{name}.csv", float_format="%.6f")
             info = RunInfo.load(paths.run_info_file(name))
-            with resumed_run(info, params.tracking.experiment, "evaluate"):
-                mlflow.log_metrics(evaluation.metrics)
-                record_test_metrics(info, evaluation.metrics)
-                mlflow.log_dict(confusion_json(evaluation), "test_confusion_matrix.json")
-                mlflow.log_figure(heatmap, "test_confusion_matrix.png")
-                mlflow.log_table(evaluation.per_class.reset_index(), "test_classification_report.json")
+            results = TestResults(
+                name,
+                meta.dataset,
+                test_set,
+                evaluation.metrics,
+                confusion_json(evaluation),
+                heatmap,
+                evaluation.per_class,
+            )
+            log_test_results(client, target_run(client, info, params.tracking.experiment, name, meta.dataset), results)
+            record_test_metrics(client, info, evaluation.metrics)
         write_text(out / paths.EVALUATION_LOG_FILE.name, evaluation_log(evaluations, meta.dataset))
         with atomic_path(out / paths.EVALUATION_WORKBOOK_FILE.name) as tmp:
             write_workbook(tmp, evaluations)

@@ -14,14 +14,14 @@ from digitflow.data import load_meta, load_split
 from digitflow.io import atomic_dir, save_arrays, write_json
 from digitflow.params import load_params
 from digitflow.sklearn_model import build_model, classifier, coefficients, save_model
-from digitflow.tracking import training_run
+from digitflow.tracking import run_name_base, training_run
 from digitflow.training import (
     fit_metrics,
     log_confusion_matrix,
+    log_training_inputs,
     model_card,
     model_log_args,
     registered_run_info,
-    run_name,
     run_params,
 )
 
@@ -34,8 +34,12 @@ def main() -> None:
     meta = load_meta()
     train, val = load_split("train"), load_split("val")
 
-    with training_run(params.tracking.experiment, "train_sklearn", meta.dataset, run_name(MODEL, meta.dataset)) as run:
+    name = run_name_base(MODEL, meta.dataset)
+    with training_run(
+        params.tracking.experiment, "train_sklearn", meta.dataset, name, {"digitflow.model": MODEL}
+    ) as run:
         mlflow.log_params(run_params(params, "train_sklearn", meta))
+        log_training_inputs(meta.dataset, train, val)
         model = build_model(params.train_sklearn, seed=params.split.seed)
         log.info(
             "fitting %s scaling + LogisticRegression on %d images x %d pixels",

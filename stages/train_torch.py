@@ -23,14 +23,14 @@ from digitflow.torch_model import (
     select_device,
     train_logistic_regression,
 )
-from digitflow.tracking import log_step_metrics, training_run
+from digitflow.tracking import log_step_metrics, run_name_base, training_run
 from digitflow.training import (
     fit_metrics,
     log_confusion_matrix,
+    log_training_inputs,
     model_card,
     model_log_args,
     registered_run_info,
-    run_name,
     run_params,
 )
 
@@ -44,8 +44,10 @@ def main() -> None:
     train, val = load_split("train"), load_split("val")
     device = select_device()
 
-    with training_run(params.tracking.experiment, "train_torch", meta.dataset, run_name(MODEL, meta.dataset)) as run:
+    name = run_name_base(MODEL, meta.dataset)
+    with training_run(params.tracking.experiment, "train_torch", meta.dataset, name, {"digitflow.model": MODEL}) as run:
         mlflow.log_params({**run_params(params, "train_torch", meta), "device": device.type})
+        log_training_inputs(meta.dataset, train, val)
         log.info("training on %s: %d images x %d pixels", device, *train.features.shape)
         started = time.perf_counter()
         result = train_logistic_regression(
@@ -57,7 +59,8 @@ def main() -> None:
         val_proba = predict_proba(model, val.features)
         metrics = fit_metrics(train.labels, predict_proba(model, train.features), val.labels, val_proba)
         metrics.update(fit_seconds=round(train_seconds, 4), epochs=len(result.history))
-        mlflow.log_metrics(metrics)
+        # Metrics the epochs already logged (train/val accuracy) are not logged again at another step.
+        mlflow.log_metrics({key: value for key, value in metrics.items() if key not in result.history[-1]})
         log_confusion_matrix(val.labels, val_proba.argmax(axis=1), "val", MODEL)
         example = val.features[:5]
         logged = mlflow.pytorch.log_model(

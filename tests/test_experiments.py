@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -83,31 +84,41 @@ def test_broken_store_is_reported_with_the_repair_step(project_copy: Path) -> No
     assert not (project_copy / "models/sklearn").exists()
 
 
-def test_killed_training_run_is_not_left_running(project_copy: Path) -> None:
-    run(project_copy, "dvc", "repro", "split")
+@pytest.mark.e2e
+def test_killed_training_run_ends_failed_even_when_dvc_restores_the_stage(project_copy: Path) -> None:
+    """SIGKILL a training stage, then a `dvc repro` that restores that stage from the run-cache (so no
+    training code runs again): the killed run still ends FAILED."""
     params = project_copy / "params.yaml"
-    params.write_text(params.read_text().replace("epochs: 50", "epochs: 100000"))
-    trainer = subprocess.Popen(
-        [sys.executable, "-m", "stages.train_torch"],
+    params.write_text(params.read_text().replace("epochs: 50", "epochs: 5"))
+    run(project_copy, "dvc", "repro")  # fills the run-cache for epochs: 5
+    params.write_text(params.read_text().replace("epochs: 5", "epochs: 100000"))
+    repro = subprocess.Popen(
+        ["dvc", "repro", "train_torch"],
         cwd=project_copy,
         env=pipeline_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 120
-    while time.time() < deadline and not [r for r in runs_in(project_copy) if r.info.status == "RUNNING"]:
+    deadline = time.time() + 180
+    running: list = []
+    while time.time() < deadline and not running:
+        running = [r for r in runs_in(project_copy) if r.info.status == "RUNNING"]
         time.sleep(0.5)
+    assert running, "the training stage never started its run"
+    killed = running[0]
     time.sleep(1.0)
-    trainer.send_signal(signal.SIGKILL)
-    trainer.wait(timeout=30)
-    running = [r for r in runs_in(project_copy) if r.info.status == "RUNNING"]
-    assert len(running) == 1, "the killed trainer's run should still say RUNNING before the next pipeline run"
-    assert not (project_copy / "models/torch").exists()
+    os.kill(int(killed.data.tags["digitflow.pid"]), signal.SIGKILL)  # the stage's process, not DVC
+    repro.wait(timeout=60)
+    assert repro.returncode != 0
 
     params.write_text(params.read_text().replace("epochs: 100000", "epochs: 5"))
-    run(project_copy, "dvc", "repro")
+    result = run(project_copy, "dvc", "repro")
+    assert "Stage 'train_torch' is cached - skipping run" in result.stdout
+    deadline = time.time() + 60  # the watchdog needs a moment to import MLflow
+    while time.time() < deadline and client_for(project_copy).get_run(killed.info.run_id).info.status == "RUNNING":
+        time.sleep(0.5)
     statuses = {r.info.run_id: r.info.status for r in runs_in(project_copy)}
-    assert statuses[running[0].info.run_id] == "FAILED"
+    assert statuses[killed.info.run_id] == "FAILED"
     assert "RUNNING" not in statuses.values()
 
 
@@ -124,30 +135,46 @@ def wait_for_queue(project: Path, timeout: float) -> str:
 
 @pytest.mark.e2e
 def test_queued_experiments_land_in_the_repository_store(project_copy: Path) -> None:
-    grid = [("0.002", "0.5"), ("0.003", "1.0"), ("0.004", "2.0"), ("0.005", "4.0")]
+    """Four queued experiments, two workers; the baseline's run-cache lets some experiments restore a
+    training stage instead of running it. Each experiment still finds its own runs by name, with params
+    and test metrics, and no experiment's results land in another's run."""
+    run(project_copy, "dvc", "repro")  # the baseline: lr 0.003, C 1.0 in the run-cache
+    grid = [("0.003", "0.5"), ("0.01", "1.0"), ("0.01", "0.5"), ("0.003", "2.0")]
     for lr, c in grid:
         run(project_copy, "dvc", "exp", "run", "--queue", "-S", f"train_torch.lr={lr}", "-S", f"train_sklearn.C={c}")
     run(project_copy, "dvc", "queue", "start", "-j", "2")
-    status = wait_for_queue(project_copy, timeout=600)
-    assert "Failed" not in status, run(project_copy, "dvc", "queue", "logs", "--help").stdout + status
+    status = wait_for_queue(project_copy, timeout=900)
+    assert "Failed" not in status, status
 
-    runs = runs_in(project_copy)
-    by_stage: dict[str, list] = {"train_sklearn": [], "train_torch": []}
-    for tracked in runs:
-        by_stage[tracked.data.tags["digitflow.stage"]].append(tracked)
-    assert {stage: len(found) for stage, found in by_stage.items()} == {"train_sklearn": 4, "train_torch": 4}
-    assert default_experiment_runs(project_copy) == []
-    exp_names = {tracked.data.tags.get("dvc.exp_name") for tracked in runs}
-    assert None not in exp_names
+    client = client_for(project_copy)
+    runs = [r for r in runs_in(project_copy) if r.data.tags.get("dvc.exp_name")]
+    exp_names = {tracked.data.tags["dvc.exp_name"] for tracked in runs}
     assert len(exp_names) == 4
-    assert all(tracked.data.tags.get("dvc.exp_baseline_rev") for tracked in runs)
-    assert all("test_accuracy" in tracked.data.metrics for tracked in runs)  # evaluate attached to each run
-    assert all(tracked.info.status == "FINISHED" for tracked in runs)
-    assert sorted(t.data.params["lr"] for t in by_stage["train_torch"]) == [lr for lr, _ in grid]
+    assert default_experiment_runs(project_copy) == []
+    for name in exp_names:
+        found = client.search_runs(
+            [runs[0].info.experiment_id], filter_string=f"tags.`dvc.exp_name` = '{name}'", max_results=10
+        )
+        assert sorted(r.data.tags["digitflow.stage"] for r in found) == ["train_sklearn", "train_torch"], name
+        for tracked in found:
+            assert "test_accuracy" in tracked.data.metrics, name
+            assert tracked.data.params["dataset"] == "digits"
+            assert tracked.info.status == "FINISHED"
+            assert tracked.data.tags.get("dvc.exp_baseline_rev")
+    restored = [r for r in runs if "digitflow.restored_from" in r.data.tags]
+    assert restored, "no stage came from the run-cache: the test lost its point"
+    for tracked in runs_in(project_copy):
+        for key in tracked.data.metrics:
+            steps = [m.step for m in client.get_metric_history(tracked.info.run_id, key)]
+            assert len(steps) == len(set(steps)), f"{tracked.info.run_name}: {key} logged twice at a step"
+        if "test_accuracy" in tracked.data.metrics:  # one test set, one point: nobody else's results
+            assert len(client.get_metric_history(tracked.info.run_id, "test_accuracy")) == 1
+    by_stage = {stage: [r for r in runs if r.data.tags["digitflow.stage"] == stage] for stage in ("train_torch",)}
+    assert sorted(float(t.data.params["lr"]) for t in by_stage["train_torch"]) == sorted(float(lr) for lr, _ in grid)
 
     shown = run(project_copy, "dvc", "exp", "show", "--json").stdout
-    for tracked in runs:
-        assert tracked.info.run_id in shown
+    for tracked in runs:  # a stand-in run links to the training run whose id the experiment shows
+        assert tracked.data.tags.get("digitflow.restored_from", tracked.info.run_id) in shown
     # Nothing was left in the temporary copies: the experiment copies are gone, the store is the repository's.
     assert not list((project_copy / ".dvc" / "tmp" / "exps").glob("**/mlflow.db"))
     assert json.loads(shown)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -19,7 +18,7 @@ import pytest
 from PIL import Image
 
 from digitflow.testing import set_params
-from tests.conftest import make_project_copy, pipeline_env, run
+from tests.conftest import free_port, make_project_copy, pipeline_env, run
 
 pytestmark = pytest.mark.e2e
 MODELS = ("sklearn", "torch")
@@ -108,12 +107,6 @@ def test_promotion_moves_refuses_and_forces(project: Path) -> None:
     assert "version 1" in best.stdout
     assert "replacing version 2" in best.stdout
     assert str(client(project).get_model_version_by_alias("digitflow-sklearn", "champion").version) == "1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_serve_answers_raw_pixels_with_probabilities(project: Path) -> None:

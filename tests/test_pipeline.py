@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -12,7 +16,7 @@ import pytest
 import yaml
 
 from digitflow.testing import set_params
-from tests.conftest import make_project_copy, run
+from tests.conftest import free_port, make_project_copy, pipeline_env, run, wait_for_json
 
 pytestmark = pytest.mark.e2e
 
@@ -95,7 +99,21 @@ def test_digits_runs_are_tracked_one_per_model(digits_project: Path) -> None:
         yaml.safe_load((digits_project / "params.yaml").read_text())["train_torch"]["lr"]
     )
     epochs = int(torch_run.data.params["epochs"])
-    assert len(client.get_metric_history(torch_run.info.run_id, "val_loss")) == epochs
+    for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):  # once per epoch, at its step
+        history = client.get_metric_history(torch_run.info.run_id, key)
+        assert sorted(m.step for m in history) == list(range(1, epochs + 1)), key
+    for tracked in runs:
+        for key in tracked.data.metrics:
+            steps = [m.step for m in client.get_metric_history(tracked.info.run_id, key)]
+            assert len(steps) == len(set(steps)), f"{key} logged twice at a step"
+        # Names tell runs apart; datasets are logged as inputs with their digests.
+        assert tracked.info.run_name.startswith(f"{tracked.data.tags['digitflow.model']}-digits-")
+        contexts = {d.tags[0].value: d.dataset for d in tracked.inputs.dataset_inputs}
+        assert set(contexts) == {"training", "validation", "test"}
+        assert tracked.data.tags["digitflow.test_sets"] == f'["{contexts["test"].digest}"]'
+        assert tracked.data.tags["digitflow.git_dirty"] == "false"
+    experiment = client.get_experiment(torch_run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert by_stage["train_sklearn"].data.params["C"] == "1.0"
     logged = client.search_logged_models(experiment_ids=[torch_run.info.experiment_id])
     assert {m.source_run_id for m in logged} == {r.info.run_id for r in runs}
@@ -143,6 +161,56 @@ def test_torch_param_change_reruns_only_downstream(digits_project: Path) -> None
     assert after["sklearn"] == before["sklearn"]
     runs = mlflow_runs(digits_project)
     assert sorted(r.data.tags["digitflow.stage"] for r in runs) == ["train_sklearn", "train_torch", "train_torch"]
+
+
+def run_snapshot(client: mlflow.MlflowClient, run_id: str) -> dict:
+    """Everything about a run that a re-evaluation must not change."""
+    tracked = client.get_run(run_id)
+    return {
+        "end_time": tracked.info.end_time,
+        "status": tracked.info.status,
+        "tags": tracked.data.tags,
+        "metrics": {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)] for k in tracked.data.metrics},
+        "artifacts": sorted((a.path, a.file_size) for a in client.list_artifacts(run_id)),
+    }
+
+
+def test_reevaluating_an_unchanged_model_adds_nothing_to_its_run(digits_project: Path) -> None:
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{digits_project / 'mlflow.db'}")
+    torch_run = json.loads((digits_project / "metrics/runs/torch.json").read_text())["run_id"]
+    before = run_snapshot(client, torch_run)
+    c = yaml.safe_load((digits_project / "params.yaml").read_text())["train_sklearn"]["C"]
+    set_params(digits_project, train_sklearn={"C": c * 0.7})
+    result = run(digits_project, "dvc", "repro")
+    assert stages_run(result.stdout) == ["train_sklearn", "evaluate", "report"]
+    assert run_snapshot(client, torch_run) == before
+    set_params(digits_project, train_sklearn={"C": c})
+    run(digits_project, "dvc", "repro")
+
+
+def test_experiment_page_lists_the_training_runs(digits_project: Path) -> None:
+    """`mlflow ui` on 127.0.0.1, asked over REST what its experiment page shows."""
+    port = free_port()
+    server = subprocess.Popen(
+        ["mlflow", "ui", "--backend-store-uri", f"sqlite:///{digits_project / 'mlflow.db'}",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=digits_project, env=pipeline_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow"
+    try:
+        experiment = wait_for_json(f"{base}/experiments/get-by-name?experiment_name=digitflow", server)["experiment"]
+        tags = {t["key"]: t["value"] for t in experiment["tags"]}
+        assert tags["mlflow.experimentKind"] == "custom_model_development"  # opens on "Training runs"
+        body = json.dumps({"experiment_ids": [experiment["experiment_id"]], "max_results": 100}).encode()
+        request = urllib.request.Request(f"{base}/runs/search", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            listed = json.loads(response.read())["runs"]
+        stages = {t["value"] for r in listed for t in r["data"]["tags"] if t["key"] == "digitflow.stage"}
+        assert stages == set(TRAINING_STAGES)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def test_same_params_give_identical_metrics(digits_project: Path, tmp_path: Path) -> None:
@@ -228,6 +296,6 @@ def test_model_restored_from_run_cache_keeps_its_mlflow_run(digits_project: Path
     assert torch_run_ids(digits_project) == torch_runs_before
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{digits_project / 'mlflow.db'}")
     history = client.get_metric_history(original, "test_accuracy")
-    assert len(history) == 2  # its first evaluation, and this one
+    assert len(history) == 1  # the same model on the same test set: nothing logged again
     assert history[-1].value == pytest.approx(read_metrics(digits_project)["torch"]["test_accuracy"])
     assert client.get_run(original).info.status == "FINISHED"
