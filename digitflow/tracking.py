@@ -25,8 +25,10 @@ from typing import Any
 import yaml
 
 from digitflow import paths
-from digitflow.errors import TrackingStoreError
+from digitflow.artifacts import reading
+from digitflow.cli import debug_requested
 from digitflow.io import read_json, write_json
+from digitflow.tracking_faults import apply_http_defaults, end_run_quietly, quiet_store_logs, store_errors
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +68,8 @@ class RunInfo:
 
     @classmethod
     def load(cls, path: Path) -> RunInfo:
-        return cls(**read_json(path))
-
-
-def _repair_hint(uri: str) -> str:
-    if _is_local_sqlite(uri):
-        db = uri.removeprefix("sqlite:///")
-        return (
-            f"Repair it with `mlflow db upgrade {uri}`; if that fails, move {db} aside "
-            "(runs in it are kept there) and run the pipeline again to start a new store."
-        )
-    return f"Check the server at {uri} (MLFLOW_TRACKING_URI)."
+        with reading(path):
+            return cls(**read_json(path))
 
 
 def prepare_experiment(name: str, uri: str | None = None) -> str:
@@ -87,27 +80,21 @@ def prepare_experiment(name: str, uri: str | None = None) -> str:
     """
     import mlflow
     from filelock import FileLock
-    from mlflow.exceptions import MlflowException
 
+    apply_http_defaults()
+    quiet_store_logs(debug_requested())
     uri = uri or tracking_uri()
     root = repository_root()
     lock_path = root / LOCK_FILE if _is_local_sqlite(uri) else Path.cwd() / LOCK_FILE
-    try:
-        with FileLock(str(lock_path), timeout=300):
-            client = mlflow.MlflowClient(tracking_uri=uri)
-            experiment = client.get_experiment_by_name(name)
-            if experiment is None:
-                artifacts = (root / ARTIFACTS_DIR).as_uri() if _is_local_sqlite(uri) else None
-                experiment_id = client.create_experiment(name, artifact_location=artifacts)
-            else:
-                experiment_id = experiment.experiment_id
-            _fail_orphaned_runs(client, experiment_id)
-    except MlflowException as exc:
-        raise TrackingStoreError(f"the MLflow store at {uri} cannot be used: {exc}\n{_repair_hint(uri)}") from None
-    except Exception as exc:  # SQLAlchemy / alembic errors surface under many types
-        if type(exc).__module__.split(".")[0] in {"sqlalchemy", "alembic", "sqlite3"}:
-            raise TrackingStoreError(f"the MLflow store at {uri} is broken: {exc}\n{_repair_hint(uri)}") from None
-        raise
+    with store_errors(uri, "opening the store"), FileLock(str(lock_path), timeout=300):
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            artifacts = (root / ARTIFACTS_DIR).as_uri() if _is_local_sqlite(uri) else None
+            experiment_id = client.create_experiment(name, artifact_location=artifacts)
+        else:
+            experiment_id = experiment.experiment_id
+        _fail_orphaned_runs(client, experiment_id)
     return experiment_id
 
 
@@ -171,14 +158,32 @@ def run_tags(stage: str, dataset: str, environ: Mapping[str, str] | None = None)
 
 
 @contextlib.contextmanager
-def training_run(experiment: str, stage: str, dataset: str, run_name: str) -> Iterator[Any]:
-    """Start a run in the repository's store; it ends FAILED if the block raises or is interrupted."""
+def _active_run(uri: str, stage: str, **start: Any) -> Iterator[Any]:
+    """``mlflow.start_run`` whose store failures, at the start, inside the block or at the end, become one
+    ``TrackingStoreError``; the run ends FAILED if the block raises or is interrupted, when the store can
+    still be reached (otherwise the next pipeline run marks it FAILED, see ``prepare_experiment``)."""
     import mlflow
 
+    mlflow.set_tracking_uri(uri)
+    with store_errors(uri, f"starting the {stage} run"):
+        run = mlflow.start_run(**start)
+    try:
+        with store_errors(uri, f"logging the {stage} run {run.info.run_id}; no output was written"):
+            yield run
+    except BaseException:
+        end_run_quietly("FAILED")
+        raise
+    with store_errors(uri, f"ending the {stage} run {run.info.run_id}"):
+        mlflow.end_run()
+
+
+@contextlib.contextmanager
+def training_run(experiment: str, stage: str, dataset: str, run_name: str) -> Iterator[Any]:
+    """Start a run in the repository's store; it ends FAILED if the block raises or is interrupted."""
     uri = tracking_uri()
     experiment_id = prepare_experiment(experiment, uri)
-    mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=run_tags(stage, dataset)) as run:
+    tags = run_tags(stage, dataset)
+    with _active_run(uri, stage, experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
         yield run
 
 
@@ -194,20 +199,22 @@ def resumed_run(info: RunInfo, experiment: str, stage: str) -> Iterator[Any]:
 
     uri = tracking_uri()
     experiment_id = prepare_experiment(experiment, uri)
-    mlflow.set_tracking_uri(uri)
     try:
         mlflow.MlflowClient(uri).get_run(info.run_id)
         found = True
-    except MlflowException:
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            with store_errors(uri, f"looking up the MLflow run {info.run_id}"):
+                raise
         found = False
     if found:
-        with mlflow.start_run(run_id=info.run_id) as run:
+        with _active_run(uri, stage, run_id=info.run_id) as run:
             mlflow.set_tag(TAG_PREFIX + "evaluated_by", stage)
             yield run
         return
     log.warning("MLflow run %s is not in %s; logging %s results to a new run", info.run_id, uri, stage)
     tags = {TAG_PREFIX + "stage": stage, TAG_PREFIX + "missing_training_run": info.run_id}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{stage}-orphan", tags=tags) as run:
+    with _active_run(uri, stage, experiment_id=experiment_id, run_name=f"{stage}-orphan", tags=tags) as run:
         yield run
 
 

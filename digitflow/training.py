@@ -42,6 +42,17 @@ def log_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, part: str, m
     return matrix
 
 
+# Timings vary from run to run; they are logged to MLflow but kept out of the committed metric files,
+# which must be byte-identical for the same params and seed.
+TIMING_KEYS = frozenset({"fit_seconds"})
+
+
+def dvc_metrics(metrics: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """What a training stage writes to its DVC metrics file: the results, and the MLflow run that has
+    the rest (the run id is the one field that differs between two runs of the same params)."""
+    return {**{key: value for key, value in metrics.items() if key not in TIMING_KEYS}, "mlflow_run_id": run_id}
+
+
 def run_name(model_name: str, dataset: str) -> str:
     """``torch-mnist``, or ``torch-<experiment>`` when DVC runs the stage as an experiment."""
     return f"{model_name}-{os.environ.get('DVC_EXP_NAME') or dataset}"

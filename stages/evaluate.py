@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-import mlflow
 import numpy as np
 
 from digitflow import paths
+from digitflow.artifacts import read
 from digitflow.cli import run_stage
 from digitflow.data import CLASS_NAMES, load_meta, load_split
-from digitflow.evaluation import ModelEvaluation, evaluate_model, evaluation_log, write_workbook
-from digitflow.figures import confusion_heatmap
 from digitflow.io import atomic_dir, atomic_path, save_figure, write_json, write_text
 from digitflow.params import load_params
-from digitflow.report import MODEL_TITLES
-from digitflow.tracking import RunInfo, resumed_run
+
+if TYPE_CHECKING:
+    from digitflow.evaluation import ModelEvaluation
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,10 @@ def predict_test_proba(model: str, features: np.ndarray) -> np.ndarray:
     if model == "sklearn":
         from digitflow.sklearn_model import load_model
 
-        return load_model(paths.SKLEARN_MODEL_FILE).predict_proba(features)
+        return read(paths.SKLEARN_MODEL_FILE, load_model).predict_proba(features)
     from digitflow.torch_model import load_model, predict_proba
 
-    return predict_proba(load_model(str(paths.TORCH_MODEL_FILE), features.shape[1]), features)
+    return predict_proba(read(paths.TORCH_MODEL_FILE, load_model, features.shape[1]), features)
 
 
 def confusion_json(evaluation: ModelEvaluation) -> dict:
@@ -41,6 +41,14 @@ def confusion_json(evaluation: ModelEvaluation) -> dict:
 
 def main() -> None:
     params = load_params()
+    # Heavy imports only once the params are known to be valid: a typo is reported in a second.
+    import mlflow
+
+    from digitflow.evaluation import evaluate_model, evaluation_log, write_workbook
+    from digitflow.figures import confusion_heatmap
+    from digitflow.report import MODEL_TITLES
+    from digitflow.tracking import RunInfo, resumed_run
+
     meta = load_meta()
     test = load_split("test")
     evaluations = [evaluate_model(m, test.labels, predict_test_proba(m, test.features)) for m in paths.MODEL_NAMES]

@@ -5,18 +5,11 @@ from __future__ import annotations
 import logging
 import time
 
-import mlflow
-import sklearn
-from mlflow.models import infer_signature
-
 from digitflow import paths
 from digitflow.cli import run_stage
 from digitflow.data import load_meta, load_split
 from digitflow.io import atomic_dir, save_arrays, write_json
 from digitflow.params import load_params
-from digitflow.sklearn_model import build_model, coefficients, save_model
-from digitflow.tracking import RunInfo, tracking_uri, training_run
-from digitflow.training import fit_metrics, log_confusion_matrix, run_name, run_params
 
 log = logging.getLogger(__name__)
 MODEL = "sklearn"
@@ -26,6 +19,14 @@ def main() -> None:
     params = load_params()
     meta = load_meta()
     train, val = load_split("train"), load_split("val")
+    # Heavy imports only once the params and inputs are known to be good: mistakes show in a second.
+    import mlflow
+    import sklearn
+    from mlflow.models import infer_signature
+
+    from digitflow.sklearn_model import build_model, coefficients, save_model
+    from digitflow.tracking import RunInfo, tracking_uri, training_run
+    from digitflow.training import dvc_metrics, fit_metrics, log_confusion_matrix, run_name, run_params
 
     with training_run(params.tracking.experiment, "train_sklearn", meta.dataset, run_name(MODEL, meta.dataset)) as run:
         mlflow.log_params(run_params(params, "train_sklearn", meta))
@@ -54,7 +55,7 @@ def main() -> None:
             coef, intercept = coefficients(model)
             save_arrays(out / paths.SKLEARN_COEF_FILE.name, coef=coef, intercept=intercept)
             info.save(out / paths.RUN_INFO_NAME)
-        write_json(paths.train_metrics_file(MODEL), {**metrics, "mlflow_run_id": info.run_id})
+        write_json(paths.train_metrics_file(MODEL), dvc_metrics(metrics, info.run_id))
     log.info("val accuracy %.4f in %.2f s (MLflow run %s)", metrics["val_accuracy"], fit_seconds, info.run_id)
 
 

@@ -5,19 +5,11 @@ from __future__ import annotations
 import logging
 import time
 
-import mlflow
-import pandas as pd
-import torch
-from mlflow.models import infer_signature
-
 from digitflow import paths
 from digitflow.cli import run_stage
 from digitflow.data import load_meta, load_split
 from digitflow.io import atomic_dir, atomic_path, save_arrays, write_json
 from digitflow.params import load_params
-from digitflow.torch_model import coefficients, predict_proba, select_device, train_logistic_regression
-from digitflow.tracking import RunInfo, log_step_metrics, tracking_uri, training_run
-from digitflow.training import fit_metrics, log_confusion_matrix, run_name, run_params
 
 log = logging.getLogger(__name__)
 MODEL = "torch"
@@ -27,6 +19,18 @@ def main() -> None:
     params = load_params()
     meta = load_meta()
     train, val = load_split("train"), load_split("val")
+    # Heavy imports only once the params and inputs are known to be good: mistakes show in a second.
+    import mlflow
+    import pandas as pd
+    import torch
+    from mlflow.models import infer_signature
+
+    from digitflow.determinism import set_torch_threads
+    from digitflow.torch_model import coefficients, predict_proba, select_device, train_logistic_regression
+    from digitflow.tracking import RunInfo, log_step_metrics, tracking_uri, training_run
+    from digitflow.training import dvc_metrics, fit_metrics, log_confusion_matrix, run_name, run_params
+
+    set_torch_threads(params.train_torch.threads)
     device = select_device()
 
     with training_run(params.tracking.experiment, "train_torch", meta.dataset, run_name(MODEL, meta.dataset)) as run:
@@ -62,7 +66,7 @@ def main() -> None:
             info.save(out / paths.RUN_INFO_NAME)
         with atomic_path(paths.TORCH_HISTORY_FILE) as tmp:
             pd.DataFrame(result.history).to_csv(tmp, index=False, float_format="%.6f")
-        write_json(paths.train_metrics_file(MODEL), {**metrics, "mlflow_run_id": info.run_id})
+        write_json(paths.train_metrics_file(MODEL), dvc_metrics(metrics, info.run_id))
     log.info("val accuracy %.4f in %.2f s (MLflow run %s)", metrics["val_accuracy"], train_seconds, info.run_id)
 
 
