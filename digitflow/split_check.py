@@ -47,8 +47,16 @@ def _rest_is_usable(rest_labels: np.ndarray, n_classes: int) -> bool:
     return len(rest_labels) >= 2 * n_classes and len(present) == n_classes and present.min() >= MIN_PER_CLASS
 
 
-def _largest_usable_test_size(labels: np.ndarray, test_size: float, seed: int, stratified: bool) -> float | None:
-    """The largest test_size (two decimals, below ``test_size``) whose remaining images can be split."""
+def _val_fits(n_rest: int, val_size: float, n_classes: int) -> bool:
+    n_val = math.ceil(val_size * n_rest)
+    return n_val >= n_classes and n_rest - n_val >= n_classes
+
+
+def _largest_usable_test_size(
+    labels: np.ndarray, test_size: float, val_size: float, seed: int, stratified: bool
+) -> float | None:
+    """The largest test_size (two decimals, below ``test_size``) whose remaining images can be split
+    with the current ``val_size``: following the advice must not just move the error to val_size."""
     from sklearn.model_selection import train_test_split
 
     n_classes = len(np.unique(labels))
@@ -57,7 +65,7 @@ def _largest_usable_test_size(labels: np.ndarray, test_size: float, seed: int, s
         if stratified and math.ceil(candidate * len(labels)) < n_classes:
             return None
         rest = train_test_split(labels, test_size=candidate, random_state=seed, stratify=labels if stratified else None)
-        if _rest_is_usable(rest[0], n_classes):
+        if _rest_is_usable(rest[0], n_classes) and _val_fits(len(rest[0]), val_size, n_classes):
             return candidate
     return None
 
@@ -88,7 +96,7 @@ def check_rest(
         )
         if test_size is None:
             raise ParamsError(f"the dataset's published training part {what}; it cannot be split")
-        usable = _largest_usable_test_size(labels, test_size, seed, stratified)
+        usable = _largest_usable_test_size(labels, test_size, val_size, seed, stratified)
         advice = f"lower split.test_size to at most {usable}" if usable else "lower split.test_size"
         raise ParamsError(f"split.test_size = {test_size} {what}; {advice}")
     n_val = math.ceil(val_size * n_rest)

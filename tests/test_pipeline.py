@@ -47,6 +47,7 @@ def digits_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = make_project_copy(tmp_path_factory.mktemp("digits") / "project")
     result = run(project, "dvc", "repro")
     assert stages_run(result.stdout) == [
+        "validate",
         "fetch",
         "preprocess",
         "split",
@@ -138,7 +139,8 @@ def test_torch_param_change_reruns_only_downstream(digits_project: Path) -> None
     change = json.loads(diff)["params.yaml"]["train_torch.epochs"]
     assert (change["old"], change["new"]) == (50, 40)
     result = run(digits_project, "dvc", "repro")
-    assert stages_run(result.stdout) == ["train_torch", "evaluate", "report"]
+    # validate re-runs on any params.yaml edit (it has no outputs, so nothing else re-runs for it).
+    assert stages_run(result.stdout) == ["validate", "train_torch", "evaluate", "report"]
     after = read_metrics(digits_project)
     assert after["sklearn"] == before["sklearn"]
     runs = mlflow_runs(digits_project)
@@ -217,7 +219,7 @@ def test_model_restored_from_run_cache_keeps_its_mlflow_run(digits_project: Path
         r.info.run_id for r in mlflow_runs(digits_project) if r.data.tags["digitflow.stage"] == "train_torch"
     }
     result = run(digits_project, "dvc", "repro")
-    assert stages_run(result.stdout) == ["train_sklearn", "evaluate", "report"]
+    assert stages_run(result.stdout) == ["validate", "train_sklearn", "evaluate", "report"]
     assert "Stage 'train_torch' is cached - skipping run" in result.stdout
     assert json.loads((digits_project / "models/torch/mlflow_run.json").read_text())["run_id"] == original
     assert torch_run_ids(digits_project) == torch_runs_before
