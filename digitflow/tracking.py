@@ -28,7 +28,7 @@ from digitflow import paths
 from digitflow.artifacts import reading
 from digitflow.cli import debug_requested
 from digitflow.io import read_json, write_json
-from digitflow.tracking_faults import apply_http_defaults, end_run_quietly, quiet_store_logs, store_errors
+from digitflow.tracking_faults import Heartbeat, apply_http_defaults, end_run_quietly, quiet_store_logs, store_errors
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +167,15 @@ def _active_run(uri: str, stage: str, **start: Any) -> Iterator[Any]:
     mlflow.set_tracking_uri(uri)
     with store_errors(uri, f"starting the {stage} run"):
         run = mlflow.start_run(**start)
+    heartbeat = Heartbeat(uri, run.info.run_id)
     try:
-        with store_errors(uri, f"logging the {stage} run {run.info.run_id}; no output was written"):
+        with heartbeat, store_errors(uri, f"logging the {stage} run {run.info.run_id}; no output was written"):
             yield run
+    except KeyboardInterrupt:
+        end_run_quietly("FAILED")
+        if (lost := heartbeat.lost(uri, stage)) is not None:
+            raise lost from heartbeat.error
+        raise
     except BaseException:
         end_run_quietly("FAILED")
         raise

@@ -12,7 +12,7 @@ import pytest
 from digitflow import paths
 from digitflow.artifacts import producing_stage, read, read_npz, repair_hint
 from digitflow.cli import debug_requested
-from digitflow.determinism import AVX2_PINS, pin_cpu_kernels
+from digitflow.determinism import AVX2_PINS, THREAD_PINS, pin_cpu_kernels
 from digitflow.errors import InputError
 from digitflow.io import read_json
 from digitflow.tracking_faults import HTTP_DEFAULTS, apply_http_defaults
@@ -100,7 +100,7 @@ def test_cpu_pins_keep_what_the_user_set():
     environ = {"ATEN_CPU_CAPABILITY": "default"}
     pinned = pin_cpu_kernels(environ, avx2=True)
     assert environ["ATEN_CPU_CAPABILITY"] == "default"
-    assert pinned == {k: v for k, v in AVX2_PINS.items() if k != "ATEN_CPU_CAPABILITY"}
+    assert pinned == {**THREAD_PINS, **{k: v for k, v in AVX2_PINS.items() if k != "ATEN_CPU_CAPABILITY"}}
     other: dict[str, str] = {}
-    assert pin_cpu_kernels(other, avx2=False) == {}
-    assert other == {}
+    assert pin_cpu_kernels(other, avx2=False) == THREAD_PINS
+    assert other == THREAD_PINS
