@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable
 from typing import NoReturn
 
 from digitflow.errors import DigitflowError
+
+DEBUG_ENV_VAR = "DIGITFLOW_DEBUG"
+
+
+def debug_requested(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> bool:
+    """``--verbose`` on the command line or ``DIGITFLOW_DEBUG=1``: show tracebacks for bug reports."""
+    argv = sys.argv[1:] if argv is None else argv
+    environ = dict(os.environ) if environ is None else environ
+    return "--verbose" in argv or environ.get(DEBUG_ENV_VAR, "").strip().lower() not in {"", "0", "false", "no"}
 
 
 def _interrupt(signum: int, _frame: object) -> NoReturn:
@@ -18,13 +29,19 @@ def _interrupt(signum: int, _frame: object) -> NoReturn:
 
 
 def run_stage(name: str, main: Callable[[], None]) -> None:
-    """Run a stage's ``main``; a ``DigitflowError`` prints its message alone and exits with status 1."""
+    """Run a stage's ``main``; a ``DigitflowError`` prints its message alone and exits with status 1.
+
+    With ``--verbose`` or ``DIGITFLOW_DEBUG=1`` the traceback (with the library error that caused the
+    message) is printed first, for bug reports.
+    """
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         main()
     except DigitflowError as exc:
+        if debug_requested():
+            traceback.print_exc()
         print(f"[{name}] error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:

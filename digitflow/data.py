@@ -8,16 +8,16 @@ matrix memory-mapped, so it is decoded once and never copied whole into each pro
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from digitflow import paths
-from digitflow.errors import ParamsError
+from digitflow.artifacts import reading
 from digitflow.io import read_json
 from digitflow.params import SplitParams
+from digitflow.split_check import check_rest, check_test_size
 
 # scikit-learn is imported inside the functions that use it: stages that only read arrays (report, the
 # trainers' loaders) then skip its import, about a second each.
@@ -86,29 +86,19 @@ def split_indices(labels: np.ndarray, params: SplitParams, predefined_test_start
     if predefined_test_start is not None:
         train_val, test = everything[:predefined_test_start], everything[predefined_test_start:]
     else:
-        if params.stratify_test:
-            _check_stratified_size("test_size", params.test_size, len(labels), n_classes)
+        check_test_size(len(labels), n_classes, params.test_size, params.stratify_test)
         train_val, test = train_test_split(
             everything,
             test_size=params.test_size,
             random_state=params.seed,
             stratify=labels if params.stratify_test else None,
         )
-    _check_stratified_size("val_size", params.val_size, len(train_val), n_classes)
+    test_size = None if predefined_test_start is not None else params.test_size
+    check_rest(labels, train_val, params.val_size, n_classes, test_size, params.seed, params.stratify_test)
     train, val = train_test_split(
         train_val, test_size=params.val_size, random_state=params.seed, stratify=labels[train_val]
     )
     return SplitIndices(train=np.sort(train), val=np.sort(val), test=np.sort(test))
-
-
-def _check_stratified_size(key: str, fraction: float, n_images: int, n_classes: int) -> None:
-    """A stratified part needs at least one image per class; say which param to raise if not."""
-    size = math.ceil(fraction * n_images)
-    if size < n_classes:
-        raise ParamsError(
-            f"split.{key} = {fraction} gives {size} of {n_images} images, fewer than the {n_classes} classes "
-            f"a stratified split needs; raise split.{key} to at least {n_classes / n_images:.3g}"
-        )
 
 
 def preprocess_images(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,13 +115,16 @@ class SplitData:
 
 
 def load_meta(path: Path = paths.PROCESSED_META_FILE) -> DatasetMeta:
-    return DatasetMeta.from_json(read_json(path))
+    with reading(path):
+        return DatasetMeta.from_json(read_json(path))
 
 
 def load_split(part: str) -> SplitData:
     """Load ``train``, ``val`` or ``test`` from the preprocessed matrix and the split indices."""
-    features = np.load(paths.FEATURES_FILE, mmap_mode="r")
-    labels = np.load(paths.LABELS_FILE)
-    with np.load(paths.SPLIT_INDICES_FILE) as indices:
+    with reading(paths.FEATURES_FILE):
+        features = np.load(paths.FEATURES_FILE, mmap_mode="r")
+    with reading(paths.LABELS_FILE):
+        labels = np.load(paths.LABELS_FILE)
+    with reading(paths.SPLIT_INDICES_FILE), np.load(paths.SPLIT_INDICES_FILE) as indices:
         rows = indices[part]
     return SplitData(features=np.ascontiguousarray(features[rows]), labels=labels[rows])

@@ -19,3 +19,7 @@ class TrainingDivergedError(DigitflowError):
 
 class TrackingStoreError(DigitflowError):
     """The MLflow store cannot be used as it is."""
+
+
+class InputError(DigitflowError):
+    """A file a stage reads (data, model, run record) is missing or damaged."""

@@ -2,6 +2,9 @@
 
 Every output is written to a temporary name beside its destination and renamed into place only when
 complete, so an interrupted or failed stage never leaves a half-written file for DVC or a user to find.
+``mkstemp`` / ``mkdtemp`` create those temporaries private (0600 / 0700); before the rename they get the
+permissions an ordinary ``open`` / ``mkdir`` would have given (0666 / 0777 less the umask), so other
+users of a shared machine can read reports and models as they would any other file.
 """
 
 from __future__ import annotations
@@ -18,6 +21,18 @@ from typing import Any
 import numpy as np
 
 
+def _umask() -> int:
+    # The only portable way to read the umask is to set it; set it straight back.
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def publish_mode(path: Path, directory: bool = False) -> None:
+    """Give ``path`` the mode a plain ``open`` (0666) or ``mkdir`` (0777) would, less the umask."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(destination: Path) -> Iterator[Path]:
     """Yield a temporary path to write; move it onto ``destination`` only if the block succeeds."""
@@ -28,6 +43,7 @@ def atomic_path(destination: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        publish_mode(tmp)
         os.replace(tmp, destination)
     finally:
         tmp.unlink(missing_ok=True)
@@ -41,6 +57,7 @@ def atomic_dir(destination: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
     try:
         yield tmp
+        publish_mode(tmp, directory=True)
         if destination.exists():
             shutil.rmtree(destination)
         os.replace(tmp, destination)

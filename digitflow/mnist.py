@@ -3,16 +3,21 @@
 torchvision supplies the file list, the MD5 checksums, the download with a progress bar and the
 extraction; this module adds what a pipeline stage needs on top: mirrors chosen by the user, one error
 that names the file, each mirror tried and the expected checksum, and no partial file left behind
-(everything is downloaded into a staging folder that replaces the output folder only when complete).
+(everything is downloaded into a staging folder that replaces the output folder only when complete),
+and a bounded wait: torchvision's ``download_url`` takes no timeout, so each download runs under a
+scoped default socket timeout (``fetch.timeout`` seconds per connect or read); a mirror that accepts
+the connection and never answers fails after that long and the next mirror is tried.
 The result is torchvision's own layout, so ``torchvision.datasets.MNIST(root)`` loads it as is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import urllib.error
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
@@ -43,8 +48,28 @@ def resolve_mirrors(param_mirrors: Sequence[str], environ: dict[str, str] | None
     return [normalize_mirror(m) for m in (from_env or param_mirrors)]
 
 
-def _download_one(filename: str, md5: str, mirrors: Sequence[str], folder: Path) -> None:
+DEFAULT_TIMEOUT = 20.0
+
+
+@contextlib.contextmanager
+def socket_timeout(seconds: float) -> Iterator[None]:
+    """Every socket created in the block waits at most ``seconds`` for a connect or a read."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
+
+
+def _download_one(filename: str, md5: str, mirrors: Sequence[str], folder: Path, timeout: float) -> list[str]:
+    """Try each mirror in turn; return the mirrors that timed out, so later files try them last."""
     failures = []
+    silent: list[str] = []
     for mirror in mirrors:
         url = f"{mirror}{filename}"
         target = folder / filename
@@ -55,10 +80,15 @@ def _download_one(filename: str, md5: str, mirrors: Sequence[str], folder: Path)
                 if not check_integrity(str(target), md5):
                     raise RuntimeError("File not found or corrupted.")
             else:
-                download_url(url, root=str(folder), filename=filename, md5=md5)
-            return
+                with socket_timeout(timeout):
+                    download_url(url, root=str(folder), filename=filename, md5=md5)
+            return silent
         except (urllib.error.URLError, OSError, RuntimeError, ValueError) as exc:
-            if target.exists():
+            if _timed_out(exc):
+                target.unlink(missing_ok=True)
+                silent.append(mirror)
+                reason = f"no answer within {timeout:g} s (fetch.timeout in params.yaml)"
+            elif target.exists():
                 got = calculate_md5(target)
                 size = target.stat().st_size
                 reason = f"checksum mismatch: got MD5 {got} ({size} bytes); the file is corrupt or truncated"
@@ -74,12 +104,17 @@ def _download_one(filename: str, md5: str, mirrors: Sequence[str], folder: Path)
     )
 
 
-def download_mnist(root: Path, mirrors: Sequence[str]) -> Path:
-    """Download, verify and extract the four MNIST files into ``root/MNIST/raw``; return that folder."""
+def download_mnist(root: Path, mirrors: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> Path:
+    """Download, verify and extract the four MNIST files into ``root/MNIST/raw``; return that folder.
+
+    ``timeout`` bounds each connect and each read, in seconds, so no mirror can hang the stage."""
     raw_folder = Path(root) / MNIST.__name__ / "raw"
+    order = list(mirrors)
     with atomic_dir(raw_folder) as staging:
         for filename, md5 in MNIST_RESOURCES:
-            _download_one(filename, md5, mirrors, staging)
+            silent = _download_one(filename, md5, order, staging, timeout)
+            # A mirror that kept silent once would cost the full timeout again for each file.
+            order = [m for m in order if m not in silent] + [m for m in order if m in silent]
             extract_archive(str(staging / filename), str(staging))
     return raw_folder
 

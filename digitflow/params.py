@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from digitflow.errors import ParamsError
 from digitflow.paths import PARAMS_FILE
@@ -34,8 +34,14 @@ def _yaml_float(value: Any) -> Any:
 
 
 # Strict types refuse `lr: true` or `epochs: "10"` instead of coercing them; floats still take ints
-# and YAML's dotless exponent notation.
-Float = Annotated[float, BeforeValidator(_yaml_float)]
+# and YAML's dotless exponent notation, but never `.inf` or `.nan`: no setting of this pipeline means
+# anything infinite, and an infinite learning rate would train, diverge and then give impossible advice.
+Float = Annotated[float, BeforeValidator(_yaml_float), Field(allow_inf_nan=False)]
+# scikit-learn and NumPy take seeds up to 2**32 - 1; a larger one would pass here and crash later.
+MAX_SEED = 2**32 - 1
+# LogisticRegression solvers that fit the 10 digit classes jointly (multinomial). liblinear fits one
+# class against the rest only, which scikit-learn refuses for more than two classes.
+MULTICLASS_SOLVERS = ("lbfgs", "newton-cg", "newton-cholesky", "sag", "saga")
 
 
 class _Section(BaseModel):
@@ -51,6 +57,8 @@ class FetchParams(_Section):
     mirrors: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=lambda: list(DEFAULT_MNIST_MIRRORS), min_length=1
     )
+    # Seconds to wait for a mirror to connect or send the next bytes before trying the next mirror.
+    timeout: Float = Field(20.0, gt=0, le=600)
 
 
 # Fitted on the training rows by each model and saved inside it (a Pipeline step, torch buffers).
@@ -60,7 +68,7 @@ Scaling = Literal["none", "minmax", "standard"]
 class SplitParams(_Section):
     test_size: Float = Field(0.23, gt=0, lt=1)
     val_size: Float = Field(0.1, gt=0, lt=1)
-    seed: int = Field(2, ge=0)
+    seed: int = Field(2, ge=0, le=MAX_SEED)
     # The classic digits notebook split is not stratified; keep it by default so its test set is ours.
     stratify_test: bool = False
 
@@ -73,6 +81,16 @@ class TrainSklearnParams(_Section):
     tol: Float = Field(1e-4, gt=0)
     class_weight: Literal["balanced"] | None = None
 
+    @field_validator("solver")
+    @classmethod
+    def _multiclass_solver(cls, solver: str) -> str:
+        if solver not in MULTICLASS_SOLVERS:
+            raise ValueError(
+                f"{solver} cannot fit the 10 digit classes at once (it fits one class against the rest "
+                f"only); use one of {', '.join(MULTICLASS_SOLVERS)}"
+            )
+        return solver
+
 
 class TrainTorchParams(_Section):
     scaling: Scaling = "standard"
@@ -81,7 +99,9 @@ class TrainTorchParams(_Section):
     batch_size: int = Field(256, ge=1)
     epochs: int = Field(20, ge=1)
     weight_decay: Float = Field(0.0, ge=0)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    # PyTorch intra-op threads; 1 is the fastest for this model (see digitflow/determinism.py).
+    threads: int = Field(1, ge=1, le=1024)
 
 
 class TrackingParams(_Section):
@@ -110,7 +130,8 @@ def _format_error(error: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"  {key}: unknown key; remove it or check its spelling"
-    return f"  {key}: {error['msg']} (got {error['input']!r})"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"  {key}: {message} (got {error['input']!r})"
 
 
 def parse_params(raw: Any, source: str = str(PARAMS_FILE)) -> Params:

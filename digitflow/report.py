@@ -32,7 +32,6 @@ def comparison_table(inputs: ReportInputs) -> pd.DataFrame:
             "test log loss": metrics["test_log_loss"],
             "macro F1": metrics["test_f1_macro"],
             "validation accuracy": inputs.train_metrics[model]["val_accuracy"],
-            "training time (s)": inputs.train_metrics[model]["fit_seconds"],
         }
     return pd.DataFrame(rows).T
 

@@ -25,8 +25,10 @@ from typing import Any
 import yaml
 
 from digitflow import paths
-from digitflow.errors import TrackingStoreError
+from digitflow.artifacts import reading
+from digitflow.cli import debug_requested
 from digitflow.io import read_json, write_json
+from digitflow.tracking_faults import Heartbeat, apply_http_defaults, end_run_quietly, quiet_store_logs, store_errors
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +71,8 @@ class RunInfo:
 
     @classmethod
     def load(cls, path: Path) -> RunInfo:
-        return cls(**read_json(path))
-
-
-def _repair_hint(uri: str) -> str:
-    if _is_local_sqlite(uri):
-        db = uri.removeprefix("sqlite:///")
-        return (
-            f"Repair it with `mlflow db upgrade {uri}`; if that fails, move {db} aside "
-            "(runs in it are kept there) and run the pipeline again to start a new store."
-        )
-    return f"Check the server at {uri} (MLFLOW_TRACKING_URI)."
+        with reading(path):
+            return cls(**read_json(path))
 
 
 def prepare_experiment(name: str, uri: str | None = None) -> str:
@@ -90,30 +83,24 @@ def prepare_experiment(name: str, uri: str | None = None) -> str:
     """
     import mlflow
     from filelock import FileLock
-    from mlflow.exceptions import MlflowException
 
+    apply_http_defaults()
+    quiet_store_logs(debug_requested())
     uri = uri or tracking_uri()
     root = repository_root()
     lock_path = root / LOCK_FILE if _is_local_sqlite(uri) else Path.cwd() / LOCK_FILE
-    try:
-        with FileLock(str(lock_path), timeout=300):
-            client = mlflow.MlflowClient(tracking_uri=uri)
-            experiment = client.get_experiment_by_name(name)
-            if experiment is None:
-                artifacts = (root / ARTIFACTS_DIR).as_uri() if _is_local_sqlite(uri) else None
-                experiment_id = client.create_experiment(name, artifact_location=artifacts, tags=EXPERIMENT_KIND)
-            else:
-                experiment_id = experiment.experiment_id
-                for key, value in EXPERIMENT_KIND.items():
-                    if experiment.tags.get(key) != value:
-                        client.set_experiment_tag(experiment_id, key, value)
-            _fail_orphaned_runs(client, experiment_id)
-    except MlflowException as exc:
-        raise TrackingStoreError(f"the MLflow store at {uri} cannot be used: {exc}\n{_repair_hint(uri)}") from None
-    except Exception as exc:  # SQLAlchemy / alembic errors surface under many types
-        if type(exc).__module__.split(".")[0] in {"sqlalchemy", "alembic", "sqlite3"}:
-            raise TrackingStoreError(f"the MLflow store at {uri} is broken: {exc}\n{_repair_hint(uri)}") from None
-        raise
+    with store_errors(uri, "opening the store"), FileLock(str(lock_path), timeout=300):
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            artifacts = (root / ARTIFACTS_DIR).as_uri() if _is_local_sqlite(uri) else None
+            experiment_id = client.create_experiment(name, artifact_location=artifacts, tags=EXPERIMENT_KIND)
+        else:
+            experiment_id = experiment.experiment_id
+            for key, value in EXPERIMENT_KIND.items():
+                if experiment.tags.get(key) != value:
+                    client.set_experiment_tag(experiment_id, key, value)
+        _fail_orphaned_runs(client, experiment_id)
     return experiment_id
 
 
@@ -212,6 +199,32 @@ def run_name_base(model_name: str, dataset: str, environ: Mapping[str, str] | No
 
 
 @contextlib.contextmanager
+def _active_run(uri: str, stage: str, **start: Any) -> Iterator[Any]:
+    """``mlflow.start_run`` whose store failures, at the start, inside the block or at the end, become one
+    ``TrackingStoreError``; the run ends FAILED if the block raises or is interrupted, when the store can
+    still be reached (otherwise the next pipeline run marks it FAILED, see ``prepare_experiment``)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    with store_errors(uri, f"starting the {stage} run"):
+        run = mlflow.start_run(**start)
+    heartbeat = Heartbeat(uri, run.info.run_id)
+    try:
+        with heartbeat, store_errors(uri, f"logging the {stage} run {run.info.run_id}; no output was written"):
+            yield run
+    except KeyboardInterrupt:
+        end_run_quietly("FAILED")
+        if (lost := heartbeat.lost(uri, stage)) is not None:
+            raise lost from heartbeat.error
+        raise
+    except BaseException:
+        end_run_quietly("FAILED")
+        raise
+    with store_errors(uri, f"ending the {stage} run {run.info.run_id}"):
+        mlflow.end_run()
+
+
+@contextlib.contextmanager
 def training_run(
     experiment: str, stage: str, dataset: str, run_name: str, extra_tags: Mapping[str, str] | None = None
 ) -> Iterator[Any]:
@@ -223,12 +236,12 @@ def training_run(
 
     uri = tracking_uri()
     experiment_id = prepare_experiment(experiment, uri)
-    mlflow.set_tracking_uri(uri)
-    name = unique_run_name(mlflow.MlflowClient(uri), experiment_id, run_name)
+    with store_errors(uri, "naming the run"):
+        name = unique_run_name(mlflow.MlflowClient(uri), experiment_id, run_name)
     tags = {**run_tags(stage, dataset), **(extra_tags or {})}
     watchdog = None
     try:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
+        with _active_run(uri, stage, experiment_id=experiment_id, run_name=name, tags=tags) as run:
             watchdog = run_watchdog.spawn(run.info.run_id, uri)
             yield run
     finally:

@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-import mlflow
 import numpy as np
 
 from digitflow import paths
 from digitflow.cli import run_stage
 from digitflow.data import CLASS_NAMES, load_meta, load_split
-from digitflow.evaluation import ModelEvaluation, evaluate_model, evaluation_log, write_workbook
-from digitflow.evaluation_tracking import TestResults, log_test_results, target_run
-from digitflow.figures import confusion_heatmap
 from digitflow.io import atomic_dir, atomic_path, save_figure, write_json, write_text
 from digitflow.params import load_params
-from digitflow.predict import local_predictor
-from digitflow.registry import record_test_metrics
-from digitflow.report import MODEL_TITLES
-from digitflow.tracking import RunInfo, tracking_uri
-from digitflow.training import dataset_input
+
+if TYPE_CHECKING:
+    from digitflow.evaluation import ModelEvaluation
 
 log = logging.getLogger(__name__)
 
 
 def predict_test_proba(model: str, features: np.ndarray) -> np.ndarray:
     """Probabilities from the saved model itself, given raw pixels, as a user of the model would."""
+    from digitflow.predict import local_predictor
+
     predictor, _card = local_predictor(model)
     return predictor(features)
 
@@ -41,6 +38,18 @@ def confusion_json(evaluation: ModelEvaluation) -> dict:
 
 def main() -> None:
     params = load_params()
+    # Heavy imports only once the params are known to be valid: a typo is reported in a second.
+    import mlflow
+
+    from digitflow.evaluation import evaluate_model, evaluation_log, write_workbook
+    from digitflow.evaluation_tracking import TestResults, log_test_results, target_run
+    from digitflow.figures import confusion_heatmap
+    from digitflow.registry import record_test_metrics
+    from digitflow.report import MODEL_TITLES
+    from digitflow.tracking import RunInfo, tracking_uri
+    from digitflow.tracking_faults import store_errors
+    from digitflow.training import dataset_input
+
     meta = load_meta()
     test = load_split("test")
     evaluations = [evaluate_model(m, test.labels, predict_test_proba(m, test.features)) for m in paths.MODEL_NAMES]
@@ -65,8 +74,10 @@ def main() -> None:
                 heatmap,
                 evaluation.per_class,
             )
-            log_test_results(client, target_run(client, info, params.tracking.experiment, name, meta.dataset), results)
-            record_test_metrics(client, info, evaluation.metrics)
+            with store_errors(client.tracking_uri, f"logging {name}'s test results; no output was written"):
+                target = target_run(client, info, params.tracking.experiment, name, meta.dataset)
+                log_test_results(client, target, results)
+                record_test_metrics(client, info, evaluation.metrics)
         write_text(out / paths.EVALUATION_LOG_FILE.name, evaluation_log(evaluations, meta.dataset))
         with atomic_path(out / paths.EVALUATION_WORKBOOK_FILE.name) as tmp:
             write_workbook(tmp, evaluations)

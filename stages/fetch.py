@@ -29,7 +29,7 @@ def main() -> None:
 
             mirrors = resolve_mirrors(params.fetch.mirrors)
             log.info("downloading MNIST from %s", ", ".join(mirrors))
-            download_mnist(raw_dir, mirrors)
+            download_mnist(raw_dir, mirrors, timeout=params.fetch.timeout)
             log.info("MNIST verified and extracted under %s", paths.RAW_DIR)
 
 

@@ -33,6 +33,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_OUTPUT,
         help=f"Markdown file to write; images go beside it (default: {DEFAULT_OUTPUT})",
     )
+    parser.add_argument(
+        "--verbose", action="store_true", help="print the traceback behind an error (or set DIGITFLOW_DEBUG=1)"
+    )
     return parser.parse_args(argv)
 
 

@@ -11,6 +11,7 @@ import logging
 import numpy as np
 
 from digitflow import paths
+from digitflow.artifacts import reading
 from digitflow.cli import run_stage
 from digitflow.data import PIXEL_MAX, DatasetMeta, preprocess_images
 from digitflow.io import atomic_dir, save_array, write_json
@@ -23,13 +24,14 @@ def main() -> None:
     params = load_params()
     dataset = params.data.dataset
     if dataset == "digits":
-        with np.load(paths.RAW_DIGITS_FILE) as raw:
+        with reading(paths.RAW_DIGITS_FILE), np.load(paths.RAW_DIGITS_FILE) as raw:
             images, labels = raw["images"], raw["labels"]
         test_start = None
     else:
         from digitflow.mnist import load_mnist_images
 
-        images, labels, test_start = load_mnist_images(paths.RAW_DIR)
+        with reading(paths.RAW_DIR):
+            images, labels, test_start = load_mnist_images(paths.RAW_DIR)
 
     features, labels = preprocess_images(images, labels)
     meta = DatasetMeta(

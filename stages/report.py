@@ -5,15 +5,13 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import pandas as pd
 
 from digitflow import paths
+from digitflow.artifacts import read, read_npz
 from digitflow.cli import run_stage
 from digitflow.data import load_meta
-from digitflow.figures import coefficient_images, image_grid, learning_curves
 from digitflow.io import atomic_dir, read_json, save_figure, write_text
 from digitflow.params import load_params
-from digitflow.report import MODEL_TITLES, ReportInputs, build_report, misclassified
 
 log = logging.getLogger(__name__)
 N_SAMPLES = 30
@@ -21,13 +19,18 @@ N_MISCLASSIFIED = 30
 
 
 def main() -> None:
-    load_params()  # validate before any work, as every stage does
+    load_params()  # validate before any work (and before the heavy imports), as every stage does
+    import pandas as pd
+
+    from digitflow.figures import coefficient_images, image_grid, learning_curves
+    from digitflow.report import MODEL_TITLES, ReportInputs, build_report, misclassified
+
     meta = load_meta()
-    images = np.load(paths.FEATURES_FILE, mmap_mode="r").reshape(-1, *meta.image_shape)
-    labels = np.load(paths.LABELS_FILE)
-    with np.load(paths.SPLIT_INDICES_FILE) as split:
-        train_rows, n_val, test_rows = split["train"], len(split["val"]), split["test"]
-    test_metrics = read_json(paths.EVALUATE_METRICS_FILE)
+    images = read(paths.FEATURES_FILE, np.load, mmap_mode="r").reshape(-1, *meta.image_shape)
+    labels = read(paths.LABELS_FILE, np.load)
+    split = read_npz(paths.SPLIT_INDICES_FILE)
+    train_rows, n_val, test_rows = split["train"], len(split["val"]), split["test"]
+    test_metrics = read(paths.EVALUATE_METRICS_FILE, read_json)
     relative = {}
     n_wrong = {}
     with atomic_dir(paths.FIGURES_DIR) as out:
@@ -38,11 +41,11 @@ def main() -> None:
 
         samples = train_rows[:N_SAMPLES]
         save("samples", image_grid(images[samples], [f"label {labels[i]}" for i in samples], title="Training images"))
-        history = pd.read_csv(paths.TORCH_HISTORY_FILE)
+        history = read(paths.TORCH_HISTORY_FILE, pd.read_csv)
         save("learning_curves", learning_curves(history))
         for model in paths.MODEL_NAMES:
             relative[f"confusion_{model}"] = str(paths.confusion_png(model).relative_to(paths.REPORTS_DIR))
-            predictions = pd.read_csv(paths.predictions_csv(model), index_col="test_index")
+            predictions = read(paths.predictions_csv(model), pd.read_csv, index_col="test_index")
             n_wrong[model] = int((predictions["actual"] != predictions["predicted"]).sum())
             wrong = misclassified(predictions, N_MISCLASSIFIED)
             rows = test_rows[wrong.index.to_numpy()]
@@ -56,8 +59,8 @@ def main() -> None:
                     title_colors=["firebrick"] * len(titles),
                 ),
             )
-            with np.load(paths.coef_file(model)) as coef:
-                save(f"coefficients_{model}", coefficient_images(coef["coef"], meta.image_shape, MODEL_TITLES[model]))
+            coef = read_npz(paths.coef_file(model))["coef"]
+            save(f"coefficients_{model}", coefficient_images(coef, meta.image_shape, MODEL_TITLES[model]))
     inputs = ReportInputs(
         dataset=meta.dataset,
         image_shape=meta.image_shape,
@@ -65,7 +68,7 @@ def main() -> None:
         n_val=n_val,
         n_test=len(test_rows),
         test_metrics=test_metrics,
-        train_metrics={model: read_json(paths.train_metrics_file(model)) for model in paths.MODEL_NAMES},
+        train_metrics={model: read(paths.train_metrics_file(model), read_json) for model in paths.MODEL_NAMES},
         figures=relative,
         n_misclassified=n_wrong,
     )

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 
 from digitflow import paths
+from digitflow.artifacts import reading
 from digitflow.cli import run_stage
 from digitflow.data import load_meta, split_indices
 from digitflow.io import save_arrays
@@ -18,7 +19,8 @@ log = logging.getLogger(__name__)
 def main() -> None:
     params = load_params()
     meta = load_meta()
-    labels = np.load(paths.LABELS_FILE)
+    with reading(paths.LABELS_FILE):
+        labels = np.load(paths.LABELS_FILE)
     split = split_indices(labels, params.split, meta.predefined_test_start)
     save_arrays(paths.SPLIT_INDICES_FILE, train=split.train, val=split.val, test=split.test)
     log.info("train %d, validation %d, test %d images", len(split.train), len(split.val), len(split.test))

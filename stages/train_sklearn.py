@@ -5,25 +5,11 @@ from __future__ import annotations
 import logging
 import time
 
-import mlflow
-import sklearn
-
 from digitflow import paths
 from digitflow.cli import run_stage
 from digitflow.data import load_meta, load_split
 from digitflow.io import atomic_dir, save_arrays, write_json
 from digitflow.params import load_params
-from digitflow.sklearn_model import build_model, classifier, coefficients, save_model
-from digitflow.tracking import run_name_base, training_run
-from digitflow.training import (
-    fit_metrics,
-    log_confusion_matrix,
-    log_training_inputs,
-    model_card,
-    model_log_args,
-    registered_run_info,
-    run_params,
-)
 
 log = logging.getLogger(__name__)
 MODEL = "sklearn"
@@ -33,6 +19,22 @@ def main() -> None:
     params = load_params()
     meta = load_meta()
     train, val = load_split("train"), load_split("val")
+    # Heavy imports only once the params and inputs are known to be good: mistakes show in a second.
+    import mlflow
+    import sklearn
+
+    from digitflow.sklearn_model import build_model, classifier, coefficients, save_model
+    from digitflow.tracking import run_name_base, training_run
+    from digitflow.training import (
+        dvc_metrics,
+        fit_metrics,
+        log_confusion_matrix,
+        log_training_inputs,
+        model_card,
+        model_log_args,
+        registered_run_info,
+        run_params,
+    )
 
     name = run_name_base(MODEL, meta.dataset)
     with training_run(
@@ -68,7 +70,7 @@ def main() -> None:
             save_arrays(out / paths.SKLEARN_COEF_FILE.name, coef=coef, intercept=intercept)
             write_json(out / paths.MODEL_CARD_NAME, model_card(meta))
         info.save(paths.run_info_file(MODEL))
-        write_json(paths.train_metrics_file(MODEL), {**metrics, "mlflow_run_id": info.run_id})
+        write_json(paths.train_metrics_file(MODEL), dvc_metrics(metrics, info.run_id))
     log.info("val accuracy %.4f in %.2f s (MLflow run %s)", metrics["val_accuracy"], fit_seconds, info.run_id)
 
 

@@ -6,33 +6,11 @@ from __future__ import annotations
 import logging
 import time
 
-import mlflow
-import pandas as pd
-import torch
-
 from digitflow import paths
 from digitflow.cli import run_stage
 from digitflow.data import load_meta, load_split
 from digitflow.io import atomic_dir, atomic_path, save_arrays, write_json
 from digitflow.params import load_params
-from digitflow.torch_model import (
-    ProbabilityModel,
-    coefficients,
-    predict_proba,
-    save_model,
-    select_device,
-    train_logistic_regression,
-)
-from digitflow.tracking import log_step_metrics, run_name_base, training_run
-from digitflow.training import (
-    fit_metrics,
-    log_confusion_matrix,
-    log_training_inputs,
-    model_card,
-    model_log_args,
-    registered_run_info,
-    run_params,
-)
 
 log = logging.getLogger(__name__)
 MODEL = "torch"
@@ -42,8 +20,34 @@ def main() -> None:
     params = load_params()
     meta = load_meta()
     train, val = load_split("train"), load_split("val")
-    device = select_device()
+    # Heavy imports only once the params and inputs are known to be good: mistakes show in a second.
+    import mlflow
+    import pandas as pd
+    import torch
 
+    from digitflow.determinism import set_torch_threads
+    from digitflow.torch_model import (
+        ProbabilityModel,
+        coefficients,
+        predict_proba,
+        save_model,
+        select_device,
+        train_logistic_regression,
+    )
+    from digitflow.tracking import log_step_metrics, run_name_base, training_run
+    from digitflow.training import (
+        dvc_metrics,
+        fit_metrics,
+        log_confusion_matrix,
+        log_training_inputs,
+        model_card,
+        model_log_args,
+        registered_run_info,
+        run_params,
+    )
+
+    set_torch_threads(params.train_torch.threads)
+    device = select_device()
     name = run_name_base(MODEL, meta.dataset)
     with training_run(params.tracking.experiment, "train_torch", meta.dataset, name, {"digitflow.model": MODEL}) as run:
         mlflow.log_params({**run_params(params, "train_torch", meta), "device": device.type})
@@ -77,7 +81,7 @@ def main() -> None:
         info.save(paths.run_info_file(MODEL))
         with atomic_path(paths.TORCH_HISTORY_FILE) as tmp:
             pd.DataFrame(result.history).to_csv(tmp, index=False, float_format="%.6f")
-        write_json(paths.train_metrics_file(MODEL), {**metrics, "mlflow_run_id": info.run_id})
+        write_json(paths.train_metrics_file(MODEL), dvc_metrics(metrics, info.run_id))
     log.info("val accuracy %.4f in %.2f s (MLflow run %s)", metrics["val_accuracy"], train_seconds, info.run_id)
 
 

@@ -174,3 +174,38 @@ def test_dataset_meta_json_round_trip():
     data["image_shape"] = list(data["image_shape"])
     assert DatasetMeta.from_json(data) == meta
     assert isinstance(DatasetMeta.from_json(data).image_shape, tuple)
+
+
+# --- split sizes that leave too few images: the key that is the cause, and advice that works --------
+
+
+def test_huge_test_size_blames_test_size_with_advice_that_works(digits):
+    _, labels = digits
+    with pytest.raises(ParamsError) as caught:
+        split_indices(labels, SplitParams(test_size=0.995))
+    message = str(caught.value)
+    assert message.startswith("split.test_size = 0.995 leaves 8 of 1797 images")
+    assert "val_size" not in message
+    advised = float(message.rsplit("at most ", 1)[1])
+    assert 0.5 < advised < 0.995
+    assert_partition(split_indices(labels, SplitParams(test_size=advised)), 1797)
+
+
+def test_huge_val_size_blames_val_size_with_advice_that_works(digits):
+    _, labels = digits
+    with pytest.raises(ParamsError) as caught:
+        split_indices(labels, SplitParams(val_size=0.995))
+    message = str(caught.value)
+    assert message.startswith("split.val_size = 0.995 leaves 6 of 1383 images for training")
+    advised = float(message.rsplit("at most ", 1)[1])
+    assert advised < 0.995
+    split = split_indices(labels, SplitParams(val_size=advised))
+    assert len(np.unique(labels[split.train])) == N_CLASSES
+
+
+def test_small_val_size_advice_works(digits):
+    _, labels = digits
+    with pytest.raises(ParamsError, match=r"raise split\.val_size to at least ([\d.]+)") as caught:
+        split_indices(labels, SplitParams(val_size=0.001))
+    advised = float(str(caught.value).rsplit("at least ", 1)[1])
+    assert len(np.unique(labels[split_indices(labels, SplitParams(val_size=advised)).val])) == N_CLASSES

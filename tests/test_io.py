@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +132,18 @@ def test_save_arrays(tmp_path: Path):
     with np.load(path) as loaded:
         assert sorted(loaded.files) == ["test", "train"]
         np.testing.assert_array_equal(loaded["test"], [5, 6])
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+def test_outputs_get_the_permissions_of_the_umask(tmp_path: Path, umask: int, file_mode: int, dir_mode: int):
+    """mkstemp / mkdtemp make private temporaries; the published outputs must look like any other file."""
+    previous = os.umask(umask)
+    try:
+        write_text(tmp_path / "report.md", "# report\n")
+        with atomic_dir(tmp_path / "models") as staging:
+            save_array(staging / "coef.npy", np.zeros(3))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == file_mode
+    assert stat.S_IMODE((tmp_path / "models").stat().st_mode) == dir_mode
+    assert stat.S_IMODE((tmp_path / "models" / "coef.npy").stat().st_mode) == file_mode

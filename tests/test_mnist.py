@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +23,9 @@ from digitflow.mnist import (
     normalize_mirror,
     resolve_mirrors,
 )
-from digitflow.testing import serve_folder
+from digitflow.params import load_params
+from digitflow.testing import serve_folder, set_params
+from tests.conftest import make_project_copy, run
 
 pytestmark = pytest.mark.mnist
 
@@ -226,3 +233,58 @@ def test_corrupt_file_url_mirror_is_a_download_error(tmp_path, shared_mnist):
     folder = mirror_copy(shared_mnist, tmp_path / "mirror", corrupt=FIRST_FILE)
     with pytest.raises(DownloadError, match="checksum mismatch"):
         download_mnist(tmp_path / "out", resolve_mirrors([str(folder)], environ={}))
+
+
+# --- a mirror that accepts the connection and never answers (issue 10) -----------------------------
+
+
+@contextlib.contextmanager
+def silent_mirror() -> Iterator[str]:
+    """A real TCP server on 127.0.0.1 that accepts every connection and never sends a byte."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError, OSError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/mnist/"
+    finally:
+        stop.set()
+        thread.join()
+        for connection in held:
+            connection.close()
+        server.close()
+
+
+def test_silent_mirror_times_out_naming_file_and_mirror(tmp_path):
+    started = time.monotonic()
+    with silent_mirror() as url, pytest.raises(DownloadError) as caught:
+        download_mnist(tmp_path, [url], timeout=1.0)
+    elapsed = time.monotonic() - started
+    assert elapsed < 10
+    message = str(caught.value)
+    assert f"could not download {FIRST_FILE}" in message
+    assert f"{url}{FIRST_FILE}: no answer within 1 s (fetch.timeout in params.yaml)" in message
+    assert files_under(tmp_path) == []
+
+
+def test_fetch_stage_skips_a_silent_mirror_within_a_minute(tmp_path, mnist_mirror):
+    """The real command with the default timeout: the silent mirror costs one timeout, not one per file."""
+    project = make_project_copy(tmp_path / "project")
+    set_params(project, data={"dataset": "mnist"})
+    assert load_params(project / "params.yaml").fetch.timeout < 60
+    with silent_mirror() as url:
+        started = time.monotonic()
+        result = run(project, "python", "-m", "stages.fetch", DIGITFLOW_MNIST_MIRRORS=f"{url},{mnist_mirror}")
+        elapsed = time.monotonic() - started
+    assert elapsed < 60, result.stderr
+    raw = project / "data/raw/MNIST/raw"
+    assert {p.name for p in raw.iterdir()} >= set(MD5)
+    assert all(md5_of(raw / name) == md5 for name, md5 in MD5.items())

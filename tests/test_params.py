@@ -193,3 +193,52 @@ def test_stage_refuses_bad_params_without_traceback_or_output(project_copy: Path
     assert not (project_copy / "data" / "raw").exists()
     after = sorted(p.relative_to(project_copy) for p in (project_copy / "data").rglob("*"))
     assert after == before  # not even a temporary staging folder is left
+
+
+# --- values the schema used to accept and a stage then crashed on (issue 10) -----------------------
+
+
+def test_liblinear_is_refused_naming_the_solvers_that_can_fit_ten_classes():
+    message = params_error(with_value("train_sklearn", "solver", "liblinear"))
+    line = next(line for line in message.splitlines() if "train_sklearn.solver" in line)
+    assert "'liblinear'" in line
+    assert "lbfgs, newton-cg, newton-cholesky, sag, saga" in line
+    assert "Value error" not in line
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg", "newton-cholesky", "sag", "saga"])
+def test_every_accepted_solver_fits_the_ten_digit_classes(solver):
+    from sklearn.datasets import load_digits
+
+    from digitflow.sklearn_model import build_model
+
+    features, labels = load_digits(return_X_y=True)
+    params = parse_params(with_value("train_sklearn", "solver", solver)).train_sklearn
+    model = build_model(params).set_params(logreg__max_iter=3).fit(features[:200], labels[:200])
+    assert model.predict_proba(features[:5]).shape == (5, 10)
+
+
+@pytest.mark.parametrize("text", [".inf", "-.inf", ".nan", "inf", "nan", "1e999"])
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [("train_torch", "lr"), ("train_torch", "weight_decay"), ("train_sklearn", "C"), ("gate", "max_drop_abs")],
+)
+def test_infinite_or_nan_floats_are_refused(section, key, text):
+    raw = real_raw()
+    raw[section][key] = yaml.safe_load(f"v: {text}")["v"]
+    message = params_error(raw)
+    assert f"{section}.{key}" in message
+    assert "finite number" in message or "greater than" in message
+
+
+@pytest.mark.parametrize(("section", "key"), [("split", "seed"), ("train_torch", "seed")])
+def test_seed_beyond_what_numpy_and_sklearn_take_is_refused(section, key):
+    assert getattr(parse_params(with_value(section, key, 2**32 - 1)), section).seed == 2**32 - 1
+    message = params_error(with_value(section, key, 2**32))
+    assert f"{section}.{key}" in message
+    assert "4294967295" in message
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [("train_torch", "threads", 0), ("fetch", "timeout", 0)])
+def test_threads_and_timeout_must_be_positive(section, key, value):
+    assert f"{section}.{key}" in params_error(with_value(section, key, value))

@@ -15,8 +15,9 @@ import mlflow
 import pytest
 import yaml
 
+from digitflow.determinism import cpu_has_avx2
 from digitflow.testing import set_params
-from tests.conftest import free_port, make_project_copy, pipeline_env, run, wait_for_json
+from tests.conftest import PROJECT_ROOT, free_port, make_project_copy, pipeline_env, run, wait_for_json
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +50,8 @@ def torch_run_ids(project: Path) -> set[str]:
 def digits_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project after one full `dvc repro` on the embedded digits data."""
     project = make_project_copy(tmp_path_factory.mktemp("digits") / "project")
-    result = run(project, "dvc", "repro")
+    result = run(project, "dvc", "repro", OMP_NUM_THREADS="1")
+    # validate is up to date: params.yaml and its code are as dvc.lock recorded them.
     assert stages_run(result.stdout) == [
         "fetch",
         "preprocess",
@@ -143,6 +145,16 @@ def test_dvc_tools_read_the_pipeline(digits_project: Path) -> None:
     assert set(plots) == {"loss", "metrics/train_torch_history.csv", *confusion}
 
 
+@pytest.mark.skipif(not cpu_has_avx2(), reason="the committed results were made on the pinned AVX2 code path")
+def test_fresh_run_reproduces_the_committed_results(digits_project: Path) -> None:
+    """The metric and plot files in git are what a fresh `dvc repro` of the committed params gives, to the
+    byte, on any x86-64 machine (see digitflow/determinism.py); only the MLflow run ids differ."""
+    ours, committed = result_bytes(digits_project), result_bytes(PROJECT_ROOT)
+    metric_files = [name for name in committed if name.startswith("metrics/")]
+    assert len(metric_files) >= 6
+    assert [name for name in metric_files if ours[name] != committed[name]] == []
+
+
 def test_second_repro_runs_nothing(digits_project: Path) -> None:
     result = run(digits_project, "dvc", "repro")
     assert stages_run(result.stdout) == []
@@ -156,7 +168,8 @@ def test_torch_param_change_reruns_only_downstream(digits_project: Path) -> None
     change = json.loads(diff)["params.yaml"]["train_torch.epochs"]
     assert (change["old"], change["new"]) == (50, 40)
     result = run(digits_project, "dvc", "repro")
-    assert stages_run(result.stdout) == ["train_torch", "evaluate", "report"]
+    # validate re-runs on any params.yaml edit (it has no outputs, so nothing else re-runs for it).
+    assert stages_run(result.stdout) == ["validate", "train_torch", "evaluate", "report"]
     after = read_metrics(digits_project)
     assert after["sklearn"] == before["sklearn"]
     runs = mlflow_runs(digits_project)
@@ -213,12 +226,32 @@ def test_experiment_page_lists_the_training_runs(digits_project: Path) -> None:
         server.wait(timeout=30)
 
 
-def test_same_params_give_identical_metrics(digits_project: Path, tmp_path: Path) -> None:
-    """A second clean copy with the same params, run from scratch, reproduces every test metric."""
+def result_bytes(project: Path) -> dict[str, bytes]:
+    """Every result file a run writes, as bytes: data, metrics, plots, report, figures, coefficients.
+
+    Left out: the MLflow run ids (a new run is a new id: ``metrics/runs/`` and the ``mlflow_run_id``
+    field of the metrics files) and the Excel workbook (the file format stores its save time)."""
+    found = {}
+    for folder in ("data", "models", "metrics", "reports"):
+        for path in sorted((project / folder).rglob("*")) if (project / folder).exists() else []:
+            relative = path.relative_to(project)
+            if path.is_file() and path.suffix != ".xlsx" and relative.parts[:2] != ("metrics", "runs"):
+                found[str(relative)] = path.read_bytes()
+    for name in ("metrics/train_sklearn.json", "metrics/train_torch.json"):
+        found[name] = re.sub(rb'\n\s*"mlflow_run_id": "\w+"', b"", found[name])
+    return found
+
+
+def test_same_params_give_identical_bytes_across_runs_and_thread_counts(digits_project: Path, tmp_path: Path) -> None:
+    """A second clean copy with the same params, run from scratch with two threads where the first had
+    one, reproduces every result file byte for byte."""
     other = make_project_copy(tmp_path / "again")
     shutil.copy(digits_project / "params.yaml", other / "params.yaml")
-    run(other, "dvc", "repro")
+    run(other, "dvc", "repro", OMP_NUM_THREADS="2")
     assert read_metrics(other) == read_metrics(digits_project)
+    ours, theirs = result_bytes(digits_project), result_bytes(other)
+    assert sorted(ours) == sorted(theirs)
+    assert [name for name in ours if ours[name] != theirs[name]] == []
     # The models themselves are byte-identical, so dvc.lock hashes stay put across clean runs.
     model_files = sorted(p.relative_to(digits_project) for p in (digits_project / "models").rglob("*") if p.is_file())
     assert {"models/sklearn/model.skops", "models/torch/model.pt"} <= {p.as_posix() for p in model_files}
@@ -290,7 +323,7 @@ def test_model_restored_from_run_cache_keeps_its_mlflow_run(digits_project: Path
         r.info.run_id for r in mlflow_runs(digits_project) if r.data.tags["digitflow.stage"] == "train_torch"
     }
     result = run(digits_project, "dvc", "repro")
-    assert stages_run(result.stdout) == ["train_sklearn", "evaluate", "report"]
+    assert stages_run(result.stdout) == ["validate", "train_sklearn", "evaluate", "report"]
     assert "Stage 'train_torch' is cached - skipping run" in result.stdout
     assert json.loads((digits_project / "metrics/runs/torch.json").read_text())["run_id"] == original
     assert torch_run_ids(digits_project) == torch_runs_before

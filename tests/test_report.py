@@ -52,7 +52,8 @@ def test_comparison_table_values(inputs):
     rows = {line.split("|")[1].strip(): line for line in report.splitlines() if line.startswith("| ")}
     header = rows.pop("model")
     assert "test accuracy" in header
-    assert "training time (s)" in header
+    # Timings differ between two runs of the same params: they stay in MLflow, out of the report.
+    assert "training time" not in header
     for model in MODELS:
         row = rows[MODEL_TITLES[model]]
         cells = [c.strip() for c in row.strip("|").split("|")][1:]
@@ -62,7 +63,6 @@ def test_comparison_table_values(inputs):
             test["test_log_loss"],
             test["test_f1_macro"],
             train["val_accuracy"],
-            train["fit_seconds"],
         ]
         assert cells == [f"{value:.4f}" for value in expected]
 
@@ -70,7 +70,7 @@ def test_comparison_table_values(inputs):
 def test_comparison_table_frame(inputs):
     table = comparison_table(inputs)
     assert list(table.index) == [MODEL_TITLES[m] for m in MODELS]
-    assert table.loc[MODEL_TITLES["torch"], "training time (s)"] == 2.5
+    assert table.loc[MODEL_TITLES["torch"], "validation accuracy"] == 0.963768
 
 
 def test_report_text(inputs):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from digitflow.errors import InputError
 from digitflow.tracking import (
     STORE_FILE,
     TAG_PREFIX,
@@ -148,7 +149,7 @@ def test_run_info_round_trip(tmp_path: Path):
 def test_run_info_refuses_unknown_fields(tmp_path: Path):
     path = tmp_path / "mlflow_run.json"
     path.write_text(json.dumps({"run_id": "1", "experiment_id": "2"}))
-    with pytest.raises(TypeError, match="tracking_uri"):
+    with pytest.raises(InputError, match=r"mlflow_run\.json is damaged .*TypeError.*tracking_uri"):
         RunInfo.load(path)
 
 

@@ -1,0 +1,27 @@
+"""Stage validate: check the whole params.yaml, so that an edit no other stage reads is checked too.
+
+Every stage validates the file before its work, but DVC re-runs a stage only when a param it lists
+changes: an unknown key (``foo: 1``), a misspelt one (``gate.max_drop_rell``) or a setting read outside
+the pipeline (``fetch.mirrors``, ``gate``) would pass ``dvc repro`` silently. This stage depends on the
+whole file, so any edit re-runs it, and it takes well under a second; it writes nothing, so nothing
+downstream re-runs because of it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from digitflow.cli import run_stage
+from digitflow.params import load_params
+from digitflow.paths import PARAMS_FILE
+
+log = logging.getLogger(__name__)
+
+
+def main() -> None:
+    load_params()
+    log.info("%s is valid", PARAMS_FILE)
+
+
+if __name__ == "__main__":
+    run_stage("validate", main)

@@ -1,0 +1,106 @@
+"""The small helpers behind issue 10: repair advice, debug switch, MLflow HTTP defaults, CPU pins."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digitflow import paths
+from digitflow.artifacts import producing_stage, read, read_npz, repair_hint
+from digitflow.cli import debug_requested
+from digitflow.determinism import AVX2_PINS, THREAD_PINS, pin_cpu_kernels
+from digitflow.errors import InputError
+from digitflow.io import read_json
+from digitflow.tracking_faults import HTTP_DEFAULTS, apply_http_defaults
+from digitflow.tracking_faults import repair_hint as store_hint
+from tests.conftest import PROJECT_ROOT
+
+
+@pytest.mark.parametrize(
+    ("path", "stage", "cached"),
+    [
+        (paths.FEATURES_FILE, "preprocess", True),
+        (paths.SPLIT_INDICES_FILE, "split", True),
+        (paths.TORCH_MODEL_FILE, "train_torch", True),
+        (paths.run_info_file("sklearn"), "train_sklearn", True),
+        (paths.EVALUATE_METRICS_FILE, "evaluate", False),
+        (paths.TORCH_HISTORY_FILE, "train_torch", False),
+    ],
+)
+def test_the_stage_that_writes_a_file_comes_from_dvc_yaml(path, stage, cached):
+    assert producing_stage(path, PROJECT_ROOT / "dvc.yaml") == (stage, cached)
+
+
+def test_repair_advice(monkeypatch):
+    monkeypatch.chdir(PROJECT_ROOT)
+    assert repair_hint(paths.TORCH_MODEL_FILE) == (
+        "restore it with `dvc checkout --force train_torch`, or rebuild it with `dvc repro -f -s train_torch`"
+    )
+    # Uncached metrics live in git, not in DVC's cache.
+    assert "git checkout -- metrics/evaluate.json" in repair_hint(paths.EVALUATE_METRICS_FILE)
+    assert "dvc repro" in repair_hint(Path("somewhere/else.txt"))
+
+
+def test_missing_and_damaged_files_name_the_file_and_keep_the_cause(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(PROJECT_ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    with pytest.raises(InputError, match=r"data/processed/labels\.npy is missing; restore it with `dvc checkout"):
+        read(paths.LABELS_FILE, np.load)
+    broken = tmp_path / "mlflow_run.json"
+    broken.write_text("{not json")
+    with pytest.raises(InputError, match=r"mlflow_run\.json is damaged .*JSONDecodeError") as caught:
+        read(broken, read_json)
+    assert isinstance(caught.value.__cause__, json.JSONDecodeError)
+    garbage = tmp_path / "indices.npz"
+    garbage.write_bytes(b"\0" * 100)
+    with pytest.raises(InputError, match=r"indices\.npz is damaged"):
+        read_npz(garbage)
+    damaged = tmp_path / "features.npy"
+    damaged.write_bytes(b"garbage" * 50)
+    with pytest.raises(InputError, match="pickled") as caught:
+        read(damaged, np.load)
+    assert "unsafely" not in str(caught.value)  # NumPy's advice to unpickle a damaged file is not passed on
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "expected"),
+    [
+        ([], {}, False),
+        (["--verbose"], {}, True),
+        ([], {"DIGITFLOW_DEBUG": "1"}, True),
+        ([], {"DIGITFLOW_DEBUG": "0"}, False),
+        ([], {"DIGITFLOW_DEBUG": ""}, False),
+    ],
+)
+def test_debug_switch(argv, environ, expected):
+    assert debug_requested(argv, environ) is expected
+
+
+def test_http_defaults_never_override_the_user():
+    environ = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5"}
+    apply_http_defaults(environ)
+    assert environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "5"
+    assert environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == HTTP_DEFAULTS["MLFLOW_HTTP_REQUEST_TIMEOUT"]
+    assert environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == HTTP_DEFAULTS["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"]
+
+
+def test_store_hints():
+    assert "chmod u+w /r/mlflow.db" in store_hint("sqlite:////r/mlflow.db", "attempt to write a readonly database")
+    assert "mlflow db upgrade" in store_hint("sqlite:////r/mlflow.db", "file is not a database")
+    server = store_hint("http://127.0.0.1:9")
+    assert "MLFLOW_TRACKING_URI" in server
+    assert "http://127.0.0.1:9" in server
+
+
+def test_cpu_pins_keep_what_the_user_set():
+    environ = {"ATEN_CPU_CAPABILITY": "default"}
+    pinned = pin_cpu_kernels(environ, avx2=True)
+    assert environ["ATEN_CPU_CAPABILITY"] == "default"
+    assert pinned == {**THREAD_PINS, **{k: v for k, v in AVX2_PINS.items() if k != "ATEN_CPU_CAPABILITY"}}
+    other: dict[str, str] = {}
+    assert pin_cpu_kernels(other, avx2=False) == THREAD_PINS
+    assert other == THREAD_PINS
