@@ -79,6 +79,27 @@ def _repair_hint(uri: str) -> str:
     return f"Check the server at {uri} (MLFLOW_TRACKING_URI)."
 
 
+def _store_error(uri: str, exc: Exception, experiment: str) -> TrackingStoreError:
+    """One message for an unusable store; a server that refused the account (401) or its permission (403)
+    says which account and how to get access, since MLflow's own message does not."""
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    code = getattr(exc, "error_code", "")
+    if code == "UNAUTHENTICATED":
+        who = f"the password of user {user!r}" if user else "the request: no credentials are set"
+        return TrackingStoreError(
+            f"the MLflow server at {uri} refused {who} (401). Set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD to an account on that server; its admin creates one with "
+            "`python -m digitflow.stack add-user NAME` (README, Team setup)."
+        )
+    if code == "PERMISSION_DENIED":
+        return TrackingStoreError(
+            f"user {user!r} may not log to experiment {experiment!r} on the MLflow server at {uri} (403); "
+            f"nothing was logged. Ask its admin for EDIT: `python -m digitflow.stack add-user {user} "
+            "--permission EDIT`."
+        )
+    return TrackingStoreError(f"the MLflow store at {uri} cannot be used: {exc}\n{_repair_hint(uri)}")
+
+
 def prepare_experiment(name: str, uri: str | None = None) -> str:
     """Create the store and the experiment once, under a file lock; return the experiment id.
 
@@ -103,7 +124,7 @@ def prepare_experiment(name: str, uri: str | None = None) -> str:
                 experiment_id = experiment.experiment_id
             _fail_orphaned_runs(client, experiment_id)
     except MlflowException as exc:
-        raise TrackingStoreError(f"the MLflow store at {uri} cannot be used: {exc}\n{_repair_hint(uri)}") from None
+        raise _store_error(uri, exc, name) from None
     except Exception as exc:  # SQLAlchemy / alembic errors surface under many types
         if type(exc).__module__.split(".")[0] in {"sqlalchemy", "alembic", "sqlite3"}:
             raise TrackingStoreError(f"the MLflow store at {uri} is broken: {exc}\n{_repair_hint(uri)}") from None
@@ -174,11 +195,16 @@ def run_tags(stage: str, dataset: str, environ: Mapping[str, str] | None = None)
 def training_run(experiment: str, stage: str, dataset: str, run_name: str) -> Iterator[Any]:
     """Start a run in the repository's store; it ends FAILED if the block raises or is interrupted."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     uri = tracking_uri()
     experiment_id = prepare_experiment(experiment, uri)
     mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=run_tags(stage, dataset)) as run:
+    try:  # a server refuses a user without permission here, before the stage does any work
+        active = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=run_tags(stage, dataset))
+    except MlflowException as exc:
+        raise _store_error(uri, exc, experiment) from None
+    with active as run:
         yield run
 
 
@@ -201,7 +227,11 @@ def resumed_run(info: RunInfo, experiment: str, stage: str) -> Iterator[Any]:
     except MlflowException:
         found = False
     if found:
-        with mlflow.start_run(run_id=info.run_id) as run:
+        try:
+            active = mlflow.start_run(run_id=info.run_id)
+        except MlflowException as exc:
+            raise _store_error(uri, exc, experiment) from None
+        with active as run:
             mlflow.set_tag(TAG_PREFIX + "evaluated_by", stage)
             yield run
         return
