@@ -201,6 +201,17 @@ def test_dvc_push_then_a_fresh_clone_pulls_and_reproduces_nothing(
     assert str(accuracy) in shown
 
 
+def test_pr_comment_links_each_model_run_on_the_server(stack: Stack, team_project: Path) -> None:
+    env = {"MLFLOW_TRACKING_URI": stack.config.mlflow_url}
+    run(team_project, sys.executable, "-m", "stages.pr_report", "--base", "main", **env)
+    comment = (team_project / "reports/pr/comment.md").read_text()
+    assert "### MLflow runs" in comment
+    client = stack.client(ALICE)
+    for run_id in run_ids(team_project).values():
+        experiment_id = client.get_run(run_id).info.experiment_id
+        assert f"({stack.config.mlflow_url}/#/experiments/{experiment_id}/runs/{run_id})" in comment
+
+
 def test_stack_restarts_with_its_data_and_stops_with_no_process_left(stack: Stack, team_project: Path) -> None:
     pids = stack.pids()
     assert len(pids) == 2
