@@ -57,7 +57,7 @@ def down(state: Path, purge: bool) -> list[str]:
     config = existing_config(state)
     started_pg = (state / "postgres.started").exists()
     if purge:
-        svc.ensure_postgres(config)
+        started_pg = svc.ensure_postgres(config) or started_pg  # to drop the databases, then stopped again
         svc.drop_databases(config)
         shutil.rmtree(state)
     else:
