@@ -34,6 +34,7 @@ from digitflow.figures import confusion_heatmap, learning_curves
 from digitflow.io import save_figure, write_text
 from digitflow.params import GateParams, load_params
 from digitflow.report import MODEL_TITLES
+from digitflow.run_links import mlflow_runs_section
 
 DEFAULT_OUTPUT = paths.REPORTS_DIR / "pr" / "comment.md"
 # The hidden marker CML uses to find and update its own comment instead of adding a new one.
@@ -577,5 +578,7 @@ def build_pr_report(base: str, output: Path = DEFAULT_OUTPUT, run: Runner = _run
             images=links,
         )
     )
+    runs = mlflow_runs_section()  # links to each model's run when the runs are on a server (Team setup)
+    comment = comment.replace("<sub>Built by", f"{runs}\n<sub>Built by", 1) if runs else comment
     write_text(output, comment)
     return PrReport(comment=comment, checks=checks, images=images)

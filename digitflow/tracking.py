@@ -89,7 +89,7 @@ def prepare_experiment(name: str, uri: str | None = None) -> str:
     uri = uri or tracking_uri()
     root = repository_root()
     lock_path = root / LOCK_FILE if _is_local_sqlite(uri) else Path.cwd() / LOCK_FILE
-    with store_errors(uri, "opening the store"), FileLock(str(lock_path), timeout=300):
+    with store_errors(uri, "opening the store", name), FileLock(str(lock_path), timeout=300):
         client = mlflow.MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
@@ -199,18 +199,19 @@ def run_name_base(model_name: str, dataset: str, environ: Mapping[str, str] | No
 
 
 @contextlib.contextmanager
-def _active_run(uri: str, stage: str, **start: Any) -> Iterator[Any]:
+def _active_run(uri: str, stage: str, experiment: str | None = None, **start: Any) -> Iterator[Any]:
     """``mlflow.start_run`` whose store failures, at the start, inside the block or at the end, become one
     ``TrackingStoreError``; the run ends FAILED if the block raises or is interrupted, when the store can
     still be reached (otherwise the next pipeline run marks it FAILED, see ``prepare_experiment``)."""
     import mlflow
 
     mlflow.set_tracking_uri(uri)
-    with store_errors(uri, f"starting the {stage} run"):
+    with store_errors(uri, f"starting the {stage} run", experiment):
         run = mlflow.start_run(**start)
     heartbeat = Heartbeat(uri, run.info.run_id)
     try:
-        with heartbeat, store_errors(uri, f"logging the {stage} run {run.info.run_id}; no output was written"):
+        doing = f"logging the {stage} run {run.info.run_id}; no output was written"
+        with heartbeat, store_errors(uri, doing, experiment):
             yield run
     except KeyboardInterrupt:
         end_run_quietly("FAILED")
@@ -241,7 +242,7 @@ def training_run(
     tags = {**run_tags(stage, dataset), **(extra_tags or {})}
     watchdog = None
     try:
-        with _active_run(uri, stage, experiment_id=experiment_id, run_name=name, tags=tags) as run:
+        with _active_run(uri, stage, experiment, experiment_id=experiment_id, run_name=name, tags=tags) as run:
             watchdog = run_watchdog.spawn(run.info.run_id, uri)
             yield run
     finally:

@@ -104,8 +104,29 @@ def repair_hint(uri: str, error_text: str = "") -> str:
     )
 
 
+def access_refused(uri: str, exc: BaseException, experiment: str | None) -> TrackingStoreError | None:
+    """A server that refused the account (401) or its permission (403): say which account and how to
+    get access, since MLflow's own message does not."""
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    code = getattr(exc, "error_code", "")
+    if code == "UNAUTHENTICATED":
+        who = f"the password of user {user!r}" if user else "the request: no credentials are set"
+        return TrackingStoreError(
+            f"the MLflow server at {uri} refused {who} (401). Set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD to an account on that server; its admin creates one with "
+            "`python -m digitflow.stack add-user NAME` (README, Team setup)."
+        )
+    if code == "PERMISSION_DENIED":
+        target = f"experiment {experiment!r}" if experiment else "this experiment or model"
+        return TrackingStoreError(
+            f"user {user!r} may not log to {target} on the MLflow server at {uri} (403); nothing was "
+            f"logged. Ask its admin for EDIT: `python -m digitflow.stack add-user {user} --permission EDIT`."
+        )
+    return None
+
+
 @contextlib.contextmanager
-def store_errors(uri: str, doing: str) -> Iterator[None]:
+def store_errors(uri: str, doing: str, experiment: str | None = None) -> Iterator[None]:
     """Turn a store failure inside the block into one ``TrackingStoreError`` saying what was being done."""
     try:
         yield
@@ -114,6 +135,8 @@ def store_errors(uri: str, doing: str) -> Iterator[None]:
     except Exception as exc:
         if not is_store_failure(exc):
             raise
+        if (refused := access_refused(uri, exc, experiment)) is not None:
+            raise refused from exc
         raise TrackingStoreError(
             f"the MLflow store at {uri} failed while {doing}: {_summary(exc)}\n{repair_hint(uri, _text(exc))}"
         ) from exc

@@ -117,3 +117,24 @@ def test_zizmor_finds_nothing() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No findings to report" in result.stdout + result.stderr
+
+
+def test_report_job_uses_the_team_remote_and_server_only_when_configured(tmp_path: Path) -> None:
+    runs = [s for s in load(PR_REPORT)["jobs"]["report"]["steps"] if "run" in s]
+    pull = next(i for i, s in enumerate(runs) if "dvc pull" in s["run"])
+    repro = next(i for i, s in enumerate(runs) if s["run"].strip() == "dvc repro")
+    build = next(i for i, s in enumerate(runs) if "python -m stages.pr_report" in s["run"])
+    assert pull < repro, "pull before reproducing, so only changed stages run"
+    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        assert runs[repro]["env"][variable] == f"${{{{ secrets.{variable} }}}}"
+    assert runs[build]["env"]["MLFLOW_TRACKING_URI"] == "${{ secrets.MLFLOW_TRACKING_URI }}", "links the runs"
+    # Without secrets (a fork, or no team setup) the pull step is a no-op that succeeds.
+    result = subprocess.run(
+        ["bash", "-e", "-c", runs[pull]["run"]],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **{key: "" for key in runs[pull]["env"]}},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "every stage runs" in result.stdout
