@@ -86,7 +86,7 @@ def test_broken_store_is_reported_with_the_repair_step(project_copy: Path) -> No
 def test_killed_training_run_is_not_left_running(project_copy: Path) -> None:
     run(project_copy, "dvc", "repro", "split")
     params = project_copy / "params.yaml"
-    params.write_text(params.read_text().replace("epochs: 50", "epochs: 100000"))
+    params.write_text(params.read_text().replace("epochs: 50\n", "epochs: 100000\n"))
     trainer = subprocess.Popen(
         [sys.executable, "-m", "stages.train_torch"],
         cwd=project_copy,
@@ -104,7 +104,7 @@ def test_killed_training_run_is_not_left_running(project_copy: Path) -> None:
     assert len(running) == 1, "the killed trainer's run should still say RUNNING before the next pipeline run"
     assert not (project_copy / "models/torch").exists()
 
-    params.write_text(params.read_text().replace("epochs: 100000", "epochs: 5"))
+    params.write_text(params.read_text().replace("epochs: 100000\n", "epochs: 5\n"))
     run(project_copy, "dvc", "repro")
     statuses = {r.info.run_id: r.info.status for r in runs_in(project_copy)}
     assert statuses[running[0].info.run_id] == "FAILED"

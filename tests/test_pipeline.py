@@ -133,9 +133,9 @@ def test_second_repro_runs_nothing(digits_project: Path) -> None:
 
 def test_torch_param_change_reruns_only_downstream(digits_project: Path) -> None:
     before = read_metrics(digits_project)
-    set_params(digits_project, train_torch={"epochs": 40})
+    set_params(digits_project, train_torch={"digits": {"epochs": 40}})
     diff = run(digits_project, "dvc", "params", "diff", "--json").stdout
-    change = json.loads(diff)["params.yaml"]["train_torch.epochs"]
+    change = json.loads(diff)["params.yaml"]["train_torch.digits.epochs"]
     assert (change["old"], change["new"]) == (50, 40)
     result = run(digits_project, "dvc", "repro")
     assert stages_run(result.stdout) == ["train_torch", "evaluate", "report"]
@@ -207,12 +207,12 @@ def test_model_restored_from_run_cache_keeps_its_mlflow_run(digits_project: Path
     retraining it; evaluate (re-run because the sklearn model changed at the same time) logs the torch
     results into the MLflow run that trained the restored model, so they are not orphaned."""
     params = yaml.safe_load((digits_project / "params.yaml").read_text())
-    epochs, c = params["train_torch"]["epochs"], params["train_sklearn"]["C"]
+    epochs, c = params["train_torch"]["digits"]["epochs"], params["train_sklearn"]["C"]
     run(digits_project, "dvc", "repro")
     original = json.loads((digits_project / "models/torch/mlflow_run.json").read_text())["run_id"]
-    set_params(digits_project, train_torch={"epochs": epochs - 5})
+    set_params(digits_project, train_torch={"digits": {"epochs": epochs - 5}})
     run(digits_project, "dvc", "repro")
-    set_params(digits_project, train_torch={"epochs": epochs}, train_sklearn={"C": c / 2})
+    set_params(digits_project, train_torch={"digits": {"epochs": epochs}}, train_sklearn={"C": c / 2})
     torch_runs_before = {
         r.info.run_id for r in mlflow_runs(digits_project) if r.data.tags["digitflow.stage"] == "train_torch"
     }

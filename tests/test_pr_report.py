@@ -297,7 +297,7 @@ def pr_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     git(project, "add", "-A")
     git(project, "commit", "-q", "--allow-empty", "-m", "baseline results")
     git(project, "checkout", "-q", "-b", "weaker-torch")
-    set_params(project, train_torch={"epochs": 1, "lr": 0.0001})
+    set_params(project, train_torch={"lr": 0.0001, "digits": {"epochs": 1}})
     run(project, "dvc", "repro")
     return project
 
@@ -334,7 +334,7 @@ def test_weaker_model_fails_the_gate_with_a_full_comment(pr_project: Path) -> No
             value = new[model][metric]
             row = f"| {title} | {metric} | {old:.4f} | {value:.4f} | {value - old:+.4f}"
             assert row in comment, f"no row {row!r} in\n{comment}"
-    assert "| params.yaml | train_torch.epochs | 50 | 1 |" in comment
+    assert "| params.yaml | train_torch.digits.epochs | 50 | 1 |" in comment
     assert "| params.yaml | train_torch.lr | 0.003 | 0.0001 |" in comment
     links = image_links(comment)
     assert sorted(links) == sorted(
