@@ -34,6 +34,9 @@ TORCH_COEF_FILE = TORCH_MODEL_DIR / "coefficients.npz"
 # Each training stage records the MLflow run that produced its model inside the model's folder, so the
 # id travels with the model when DVC restores it from its cache.
 RUN_INFO_NAME = "mlflow_run.json"
+# Run id, training time and iteration count: they change on every run, so they stay out of git and of
+# the declared metrics, next to the model (see digitflow/records.py).
+TRAINING_RECORD_NAME = "training.json"
 
 METRICS_DIR = Path("metrics")
 TRAIN_SKLEARN_METRICS_FILE = METRICS_DIR / "train_sklearn.json"
@@ -59,6 +62,10 @@ def model_dir(model: str) -> Path:
 
 def run_info_file(model: str) -> Path:
     return model_dir(model) / RUN_INFO_NAME
+
+
+def training_record_file(model: str) -> Path:
+    return model_dir(model) / TRAINING_RECORD_NAME
 
 
 def coef_file(model: str) -> Path:

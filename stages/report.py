@@ -13,6 +13,7 @@ from digitflow.data import load_meta
 from digitflow.figures import coefficient_images, image_grid, learning_curves
 from digitflow.io import atomic_dir, read_json, save_figure, write_text
 from digitflow.params import load_params
+from digitflow.records import read_training_summary
 from digitflow.report import MODEL_TITLES, ReportInputs, build_report, misclassified
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def main() -> None:
         n_val=n_val,
         n_test=len(test_rows),
         test_metrics=test_metrics,
-        train_metrics={model: read_json(paths.train_metrics_file(model)) for model in paths.MODEL_NAMES},
+        train_metrics={model: read_training_summary(model) for model in paths.MODEL_NAMES},
         figures=relative,
         n_misclassified=n_wrong,
     )

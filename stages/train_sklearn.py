@@ -12,8 +12,9 @@ from mlflow.models import infer_signature
 from digitflow import paths
 from digitflow.cli import run_stage
 from digitflow.data import load_meta, load_split
-from digitflow.io import atomic_dir, save_arrays, write_json
+from digitflow.io import atomic_dir, save_arrays
 from digitflow.params import load_params
+from digitflow.records import write_training_outputs, write_training_record
 from digitflow.sklearn_model import build_model, coefficients, save_model
 from digitflow.tracking import RunInfo, tracking_uri, training_run
 from digitflow.training import fit_metrics, log_confusion_matrix, run_name, run_params
@@ -54,7 +55,8 @@ def main() -> None:
             coef, intercept = coefficients(model)
             save_arrays(out / paths.SKLEARN_COEF_FILE.name, coef=coef, intercept=intercept)
             info.save(out / paths.RUN_INFO_NAME)
-        write_json(paths.train_metrics_file(MODEL), {**metrics, "mlflow_run_id": info.run_id})
+            write_training_record(out, MODEL, info.run_id, fit_seconds, n_iter=metrics["n_iter"])
+        write_training_outputs(MODEL, metrics)
     log.info("val accuracy %.4f in %.2f s (MLflow run %s)", metrics["val_accuracy"], fit_seconds, info.run_id)
 
 

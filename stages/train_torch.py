@@ -13,8 +13,9 @@ from mlflow.models import infer_signature
 from digitflow import paths
 from digitflow.cli import run_stage
 from digitflow.data import load_meta, load_split
-from digitflow.io import atomic_dir, atomic_path, save_arrays, write_json
+from digitflow.io import atomic_dir, atomic_path, save_arrays
 from digitflow.params import load_params
+from digitflow.records import write_training_outputs, write_training_record
 from digitflow.torch_model import coefficients, predict_proba, select_device, train_logistic_regression
 from digitflow.tracking import RunInfo, log_step_metrics, tracking_uri, training_run
 from digitflow.training import fit_metrics, log_confusion_matrix, run_name, run_params
@@ -60,9 +61,10 @@ def main() -> None:
             coef, intercept = coefficients(model)
             save_arrays(out / paths.TORCH_COEF_FILE.name, coef=coef, intercept=intercept)
             info.save(out / paths.RUN_INFO_NAME)
+            write_training_record(out, MODEL, info.run_id, train_seconds, epochs=len(result.history))
         with atomic_path(paths.TORCH_HISTORY_FILE) as tmp:
             pd.DataFrame(result.history).to_csv(tmp, index=False, float_format="%.6f")
-        write_json(paths.train_metrics_file(MODEL), {**metrics, "mlflow_run_id": info.run_id})
+        write_training_outputs(MODEL, metrics)
     log.info("val accuracy %.4f in %.2f s (MLflow run %s)", metrics["val_accuracy"], train_seconds, info.run_id)
 
 
