@@ -54,6 +54,10 @@ FIGURES_DIR = REPORTS_DIR / "figures"
 
 MODEL_NAMES = ("sklearn", "torch")
 
+# `dvc plots show --html-template` page with Vega inlined (digitflow/offline_plots.py); in DVC's own
+# ignored temporary folder, as it is generated.
+OFFLINE_PLOTS_TEMPLATE = Path(".dvc") / "tmp" / "plots-offline.html"
+
 
 def model_dir(model: str) -> Path:
     """Folder holding one trained model and the record of the MLflow run that made it."""
