@@ -14,6 +14,7 @@ import mlflow
 import pytest
 
 from tests.conftest import pipeline_env, run
+from tests.readme import readme_command
 
 EXPERIMENT = "digitflow"
 
@@ -124,10 +125,9 @@ def wait_for_queue(project: Path, timeout: float) -> str:
 
 @pytest.mark.e2e
 def test_queued_experiments_land_in_the_repository_store(project_copy: Path) -> None:
-    grid = [("0.002", "0.5"), ("0.003", "1.0"), ("0.004", "2.0"), ("0.005", "4.0")]
-    for lr, c in grid:
-        run(project_copy, "dvc", "exp", "run", "--queue", "-S", f"train_torch.lr={lr}", "-S", f"train_sklearn.C={c}")
-    run(project_copy, "dvc", "queue", "start", "-j", "2")
+    """The README's sweep, its commands exactly as written: a 2 x 2 grid, two workers, `dvc exp show`."""
+    run(project_copy, "bash", "-c", readme_command("dvc exp run --queue"))
+    run(project_copy, "bash", "-c", readme_command("dvc queue start"))
     status = wait_for_queue(project_copy, timeout=600)
     assert "Failed" not in status, run(project_copy, "dvc", "queue", "logs", "--help").stdout + status
 
@@ -143,7 +143,8 @@ def test_queued_experiments_land_in_the_repository_store(project_copy: Path) -> 
     assert all(tracked.data.tags.get("dvc.exp_baseline_rev") for tracked in runs)
     assert all("test_accuracy" in tracked.data.metrics for tracked in runs)  # evaluate attached to each run
     assert all(tracked.info.status == "FINISHED" for tracked in runs)
-    assert sorted(t.data.params["lr"] for t in by_stage["train_torch"]) == [lr for lr, _ in grid]
+    assert sorted(t.data.params["lr"] for t in by_stage["train_torch"]) == ["0.001", "0.001", "0.01", "0.01"]
+    assert sorted(t.data.params["C"] for t in by_stage["train_sklearn"]) == ["0.1", "0.1", "10.0", "10.0"]
 
     shown = run(project_copy, "dvc", "exp", "show", "--json").stdout
     for tracked in runs:
@@ -151,3 +152,20 @@ def test_queued_experiments_land_in_the_repository_store(project_copy: Path) -> 
     # Nothing was left in the temporary copies: the experiment copies are gone, the store is the repository's.
     assert not list((project_copy / ".dvc" / "tmp" / "exps").glob("**/mlflow.db"))
     assert json.loads(shown)
+
+    # The README's `dvc exp show` (a wide terminal, as its table needs): the columns it promises.
+    table = run(project_copy, "bash", "-c", readme_command("dvc exp show"), COLUMNS="250").stdout
+    header = next(line for line in table.splitlines() if "Experiment" in line).split()
+    assert sorted(header) == sorted(
+        [
+            "Experiment",
+            "sklearn.test_accuracy",
+            "torch.test_accuracy",
+            "sklearn.mlflow_run_id",
+            "torch.mlflow_run_id",
+            "train_sklearn.C",
+            "train_torch.lr",
+        ]
+    ), table
+    for tracked in runs:
+        assert tracked.info.run_id in table

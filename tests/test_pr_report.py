@@ -31,6 +31,7 @@ from digitflow.pr_report import (
 )
 from digitflow.testing import set_params
 from tests.conftest import git, make_project_copy, run
+from tests.readme import readme_command
 
 STRICT = GateParams(metrics=["test_accuracy"], max_drop_abs=0.01, max_drop_rel=1.0)
 
@@ -314,7 +315,7 @@ def image_links(comment: str) -> list[str]:
 
 @pytest.mark.e2e
 def test_weaker_model_fails_the_gate_with_a_full_comment(pr_project: Path) -> None:
-    result = run(pr_project, "python", "-m", "stages.pr_report", "--base", "main", check=False)
+    result = run(pr_project, "bash", "-c", readme_command("python -m stages.pr_report"), check=False)
     base, new = evaluate_json(pr_project, "main"), evaluate_json(pr_project)
     assert new["torch"]["test_accuracy"] < base["torch"]["test_accuracy"] - 0.01, "the change should hurt PyTorch"
 
