@@ -77,6 +77,7 @@ def test_every_output_path_in_paths_is_tracked_by_dvc():
         paths.DATA_DIR,
         paths.MODELS_DIR,
         paths.METRICS_DIR,
+        paths.CONFUSION_DIR,
         paths.REPORTS_DIR,
         paths.PARAMS_FILE,
         paths.DVC_LOCK_FILE,
@@ -125,7 +126,15 @@ def test_stage_command_module_exists_and_has_main(name):
 @pytest.mark.parametrize("name", list(STAGES))
 def test_stage_params_exist(name):
     fields = Params.model_fields
+    order = list(STAGES)
     for param in STAGES[name].get("params", []):
+        if isinstance(param, dict):  # another params file: an output of an earlier stage
+            path = entry_path(param)
+            producer = next((stage for out, stage in stage_outputs().items() if inside(path, out)), None)
+            assert path in defined_paths(), f"{name}: params file {path} is not in digitflow/paths.py"
+            assert producer is not None, f"{name}: params file {path} is written by no stage"
+            assert order.index(producer) < order.index(name)
+            continue
         section, _, key = entry_path(param).partition(".")
         assert section in fields, f"{name}: params section {section!r} is not in Params"
         if key:
