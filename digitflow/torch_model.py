@@ -100,6 +100,7 @@ def train_logistic_regression(
             # index_select copies the batch about 40% faster than fancy indexing.
             loss = F.cross_entropy(model(x_train.index_select(0, rows)), y_train.index_select(0, rows))
             if not torch.isfinite(loss):
+                bar.close()
                 raise TrainingDivergedError(
                     f"training loss became {loss.item()} at epoch {epoch}, batch {batch + 1}: the "
                     f"learning rate is too high for these features. Lower train_torch.lr (now "
@@ -113,6 +114,7 @@ def train_logistic_regression(
         val_loss, val_accuracy = _loss_and_accuracy(model, x_val, y_val)
         bar.update(epoch, train_loss=train_loss, val_loss=val_loss, train_acc=train_accuracy, val_acc=val_accuracy)
         if not math.isfinite(train_loss):
+            bar.close()
             raise TrainingDivergedError(
                 f"training loss became {train_loss} after epoch {epoch}; lower train_torch.lr "
                 f"(now {params.lr}) in params.yaml."

@@ -56,8 +56,9 @@ def readme_commands() -> list[str]:
 
 
 def readme_command(start: str) -> str:
-    """The one README command that starts with ``start``, exactly as written."""
-    found = [command for command in readme_commands() if command.startswith(start)]
+    """The README command ``start`` itself, else the one that starts with it, exactly as written."""
+    commands = readme_commands()
+    found = [command for command in commands if command == start] or [c for c in commands if c.startswith(start)]
     if len(found) != 1:
         raise AssertionError(f"expected one README command starting with {start!r}, found {found}")
     return found[0]
