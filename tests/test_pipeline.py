@@ -246,7 +246,7 @@ def test_readme_mlflow_ui(digits_project: Path) -> None:
     try:
         url = "http://127.0.0.1:5000/ajax-api/2.0/mlflow/runs/search"
         body = json.dumps({"experiment_ids": [mlflow_runs(digits_project)[0].info.experiment_id]}).encode()
-        deadline = time.time() + 120
+        deadline = time.time() + 180  # four uvicorn workers import MLflow first
         while True:
             try:
                 request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
