@@ -43,20 +43,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from digitflow import testing  # noqa: E402
-from digitflow.params import Params, load_params  # noqa: E402
+from digitflow.params import Params, parse_params  # noqa: E402
 from digitflow.testing import serve_folder, set_params  # noqa: E402
 
 DEFAULT_MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results.json"
 PROBE = ROOT / "benchmarks" / "stage_probe.py"
 STAGES = ("fetch", "preprocess", "split", "train_sklearn", "train_torch", "evaluate", "report")
-
-# Settings for MNIST, passed with `dvc exp run -S` (see docs/benchmark.md); params.yaml's defaults are
-# tuned for the 1,245 training images of digits, where 50 small-batch epochs take 0.4 s.
-MNIST_OVERRIDES: dict[str, dict[str, Any]] = {
-    "train_torch": {"optimizer": "adam", "lr": 0.003, "batch_size": 2048, "epochs": 25, "weight_decay": 0.0},
-    "train_sklearn": {},
-}
 
 NOTEBOOK = {"batch_size": 128, "lr": 0.001}
 ACCURACY_MARKS = (0.92, 0.925)
@@ -323,7 +316,7 @@ def bench_pipeline(workdir: Path, mirror: str, quick: bool) -> dict[str, Any]:
         results["digits_stages"] = probe_stages(digits, env, STAGES[:5])
         return results
 
-    mnist = make_project_copy(workdir / "mnist", data={"dataset": "mnist"}, **MNIST_OVERRIDES)
+    mnist = make_project_copy(workdir / "mnist", data={"dataset": "mnist"})
     results["repro_mnist_clean"] = dvc_repro(mnist, env)
     log(f"dvc repro MNIST from clean: {results['repro_mnist_clean']['seconds']} s")
     results["repro_mnist_noop"] = dvc_repro(mnist, env)
@@ -506,10 +499,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import torch
 
-    params = load_params(ROOT / "params.yaml")
-    params = Params.model_validate(
-        {**params.model_dump(), **{k: {**params.model_dump()[k], **v} for k, v in MNIST_OVERRIDES.items()}}
-    )
+    # The MNIST settings: params.yaml as `-S data.dataset=mnist` would make it (its per-dataset blocks).
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = parse_params({**raw, "data": {**raw["data"], "dataset": "mnist"}})
     results: dict[str, Any] = {
         "quick": args.quick,
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -521,7 +513,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "torch": torch.__version__,
             "loadavg_before": [round(x, 2) for x in os.getloadavg()],
         },
-        "mnist_overrides": MNIST_OVERRIDES,
     }
     begun = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="digitflow-bench-") as tmp, serve_folder(args.mnist_dir) as mirror:

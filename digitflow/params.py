@@ -3,6 +3,10 @@
 ``params.yaml`` is the single place for settings. Every stage validates the whole file before doing any
 work, so a typo or an out-of-range value stops the pipeline at its first stage with one message that
 names each offending key and what is allowed, and no output is written.
+
+Settings that suit one dataset and not the other (digits has 1,244 training images, MNIST 54,000) live
+in per-dataset blocks, ``train_torch.mnist.epochs``; ``load_params`` returns the flat settings of the
+dataset ``data.dataset`` names, so ``dvc exp run -S data.dataset=mnist`` alone switches all of them.
 """
 
 from __future__ import annotations
@@ -48,8 +52,17 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+Dataset = Literal["digits", "mnist"]
+DATASETS: tuple[str, ...] = ("digits", "mnist")
+# Sections whose settings may differ per dataset: under ``<section>.<dataset>``, a block of keys that
+# apply only when ``data.dataset`` names that dataset (digits' 1,244 training images and MNIST's 54,000
+# want different batch sizes and epochs). A key lives either in the section or in its dataset blocks,
+# never both, so a ``-S train_torch.epochs=...`` can never be silently outvoted by a block.
+PER_DATASET_SECTIONS = ("preprocess", "split", "train_sklearn", "train_torch")
+
+
 class DataParams(_Section):
-    dataset: Literal["digits", "mnist"] = "digits"
+    dataset: Dataset = "digits"
 
 
 class FetchParams(_Section):
@@ -134,15 +147,62 @@ def _format_error(error: dict[str, Any]) -> str:
     return f"  {key}: {message} (got {error['input']!r})"
 
 
+def _for_dataset(raw: dict[str, Any], dataset: str) -> tuple[dict[str, Any], dict[tuple[str, str], str], list[str]]:
+    """``raw`` with each per-dataset block merged into its section for ``dataset``.
+
+    Returns the merged mapping, where each merged key came from (to name ``train_torch.mnist.epochs``
+    rather than ``train_torch.epochs`` in errors), and the layout problems found.
+    """
+    merged = dict(raw)
+    origin: dict[tuple[str, str], str] = {}
+    problems: list[str] = []
+    for section in PER_DATASET_SECTIONS:
+        values = raw.get(section)
+        if not isinstance(values, dict):
+            continue
+        shared = {key: value for key, value in values.items() if key not in DATASETS}
+        block = values.get(dataset) or {}
+        if not isinstance(block, dict):
+            problems.append(f"  {section}.{dataset}: expected a mapping of {section} settings (got {block!r})")
+            block = {}
+        for key in sorted(set(shared) & set(block)):
+            problems.append(
+                f"  {section}.{key}: set both for every dataset and in {section}.{dataset}; keep one "
+                f"(edit {section}.{dataset}.{key} to change it for {dataset} only)"
+            )
+        # On a clash the section's value is kept, so its own mistakes are reported too.
+        origin.update({(section, key): f"{section}.{dataset}.{key}" for key in block if key not in shared})
+        merged[section] = {**block, **shared}
+    return merged, origin, problems
+
+
 def parse_params(raw: Any, source: str = str(PARAMS_FILE)) -> Params:
-    """Validate a decoded ``params.yaml``; raise ``ParamsError`` listing every problem at once."""
+    """Validate a decoded ``params.yaml`` for its ``data.dataset``; raise ``ParamsError`` listing every
+    problem at once. Every dataset's block is validated, not only the chosen one's, so a mistake in the
+    MNIST settings is caught on digits too."""
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
-    try:
-        return Params.model_validate(raw)
-    except ValidationError as exc:
-        problems = "\n".join(_format_error(e) for e in exc.errors())
-        raise ParamsError(f"{source} is invalid:\n{problems}") from None
+    data = raw.get("data") or {}
+    chosen = data.get("dataset", DataParams().dataset) if isinstance(data, dict) else None
+    problems: list[str] = []
+    result: Params | None = None
+    for dataset in DATASETS:
+        merged, origin, layout_problems = _for_dataset(raw, dataset)
+        problems += layout_problems
+        try:
+            params = Params.model_validate(merged)
+        except ValidationError as exc:
+            for error in exc.errors():
+                named = origin.get(tuple(str(part) for part in error["loc"][:2]))  # type: ignore[arg-type]
+                loc = (named, *error["loc"][2:]) if named else error["loc"]
+                problems.append(_format_error({**error, "loc": loc}))
+            continue
+        if dataset == chosen:
+            result = params
+    if problems or result is None:
+        unique = "\n".join(dict.fromkeys(problems))
+        raise ParamsError(f"{source} is invalid:\n{unique}")
+    return result
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:

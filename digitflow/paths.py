@@ -36,9 +36,10 @@ METRICS_DIR = Path("metrics")
 TRAIN_SKLEARN_METRICS_FILE = METRICS_DIR / "train_sklearn.json"
 TRAIN_TORCH_METRICS_FILE = METRICS_DIR / "train_torch.json"
 TORCH_HISTORY_FILE = METRICS_DIR / "train_torch_history.csv"
-# Each training stage records the MLflow run (and registered model version) that its model came from.
-# It is a DVC-cached output of the stage, so it comes back with the model when DVC restores the stage
-# from its run-cache, and it stays out of models/, whose bytes depend on params and data alone.
+# Each training stage's record: the MLflow run and registered version its model came from, training
+# time and iterations (see digitflow/records.py). A DVC-cached output of the stage, so it comes back
+# with the model when DVC restores the stage from its run-cache; out of git (it changes on every run)
+# and out of models/, whose bytes depend on params and data alone.
 RUNS_DIR = METRICS_DIR / "runs"
 EVALUATE_METRICS_FILE = METRICS_DIR / "evaluate.json"
 CONFUSION_DIR = METRICS_DIR / "confusion"
@@ -52,13 +53,17 @@ FIGURES_DIR = REPORTS_DIR / "figures"
 
 MODEL_NAMES = ("sklearn", "torch")
 
+# `dvc plots show --html-template` page with Vega inlined (digitflow/offline_plots.py); in DVC's own
+# ignored temporary folder, as it is generated.
+OFFLINE_PLOTS_TEMPLATE = Path(".dvc") / "tmp" / "plots-offline.html"
+
 
 def model_dir(model: str) -> Path:
     """Folder holding one trained model and the record of the MLflow run that made it."""
     return {"sklearn": SKLEARN_MODEL_DIR, "torch": TORCH_MODEL_DIR}[model]
 
 
-def run_info_file(model: str) -> Path:
+def training_record_file(model: str) -> Path:
     return RUNS_DIR / f"{model}.json"
 
 

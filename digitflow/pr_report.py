@@ -560,7 +560,7 @@ def build_pr_report(base: str, output: Path = DEFAULT_OUTPUT, run: Runner = _run
     head_sha = _git_sha("HEAD", run)
     head_dirty = bool(run(["git", "status", "--porcelain", "--untracked-files=no"]).stdout.strip())
     test_metrics, other_metrics = parse_metrics_diff(dvc_json(["metrics", "diff", base_sha, "--all"], run))
-    params = parse_params_diff(dvc_json(["params", "diff", base_sha], run))
+    params = parse_params_diff(dvc_json(["params", "diff", base_sha, "--targets", str(paths.PARAMS_FILE)], run))
     checks = evaluate_gate(test_metrics, gate)
     output = Path(output)
     links, images = render_images(base_sha, output.parent, run)

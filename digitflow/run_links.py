@@ -12,9 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from digitflow import paths
-from digitflow.io import read_json
+from digitflow.records import read_run_info
 from digitflow.report import MODEL_TITLES
-from digitflow.tracking import RunInfo
 
 
 def run_url(server: str, experiment_id: str, run_id: str) -> str:
@@ -30,13 +29,12 @@ def mlflow_runs_section(environ: Mapping[str, str] | None = None, root: Path = P
         return ""
     rows = []
     for model in paths.MODEL_NAMES:
-        metrics_file, info_file = root / paths.train_metrics_file(model), root / paths.run_info_file(model)
-        if not metrics_file.exists() or not info_file.exists():
+        if not (root / paths.training_record_file(model)).exists():
             continue
-        run_id = read_json(metrics_file).get("mlflow_run_id", "")
-        info = RunInfo.load(info_file)
+        info = read_run_info(model, root)
+        run_id = info.run_id
         title = MODEL_TITLES.get(model, model)
-        if info.run_id == run_id and info.tracking_uri.startswith(("http://", "https://")):
+        if info.tracking_uri.startswith(("http://", "https://")):
             rows.append(f"| {title} | [`{run_id[:8]}`]({run_url(server, info.experiment_id, run_id)}) |")
         else:
             rows.append(f"| {title} | `{run_id[:8]}` (logged to {info.tracking_uri.split(':')[0]}, not the server) |")

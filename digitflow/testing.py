@@ -55,12 +55,20 @@ def project_files(root: Path) -> list[str]:
     return [name for name in listing.split("\0") if name and (root / name).is_file()]
 
 
+def _merge(target: dict[str, Any], values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+
+
 def set_params(project: Path, **sections: dict[str, Any]) -> None:
-    """Update sections of a project's params.yaml, as a user editing it would."""
+    """Update sections of a project's params.yaml, as a user editing it would; nested mappings (the
+    per-dataset blocks, ``train_torch={"mnist": {"epochs": 5}}``) are merged key by key."""
     params_file = project / "params.yaml"
     params = yaml.safe_load(params_file.read_text())
-    for section, values in sections.items():
-        params[section].update(values)
+    _merge(params, sections)
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
 
 

@@ -18,16 +18,14 @@ import os
 import socket
 import subprocess
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from digitflow import paths
-from digitflow.artifacts import reading
 from digitflow.cli import debug_requested
-from digitflow.io import read_json, write_json
 from digitflow.tracking_faults import Heartbeat, apply_http_defaults, end_run_quietly, quiet_store_logs, store_errors
 
 log = logging.getLogger(__name__)
@@ -58,7 +56,7 @@ def _is_local_sqlite(uri: str) -> bool:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """Which MLflow run, and which registered model version, produced a model."""
+    """Which MLflow run, and which registered model version, produced a model (see ``records``)."""
 
     run_id: str
     experiment_id: str
@@ -66,13 +64,25 @@ class RunInfo:
     registered_model: str | None = None
     model_version: str | None = None
 
-    def save(self, path: Path) -> None:
-        write_json(path, asdict(self))
+    def to_record(self) -> dict[str, Any]:
+        """The fields under the names the training record uses (``mlflow_run_id`` first)."""
+        return {
+            "mlflow_run_id": self.run_id,
+            "mlflow_experiment_id": self.experiment_id,
+            "tracking_uri": self.tracking_uri,
+            "registered_model": self.registered_model,
+            "model_version": self.model_version,
+        }
 
     @classmethod
-    def load(cls, path: Path) -> RunInfo:
-        with reading(path):
-            return cls(**read_json(path))
+    def from_record(cls, record: Mapping[str, Any]) -> RunInfo:
+        return cls(
+            run_id=record["mlflow_run_id"],
+            experiment_id=record["mlflow_experiment_id"],
+            tracking_uri=record["tracking_uri"],
+            registered_model=record.get("registered_model"),
+            model_version=record.get("model_version"),
+        )
 
 
 def prepare_experiment(name: str, uri: str | None = None) -> str:

@@ -93,14 +93,3 @@ def registered_run_info(run: Any, logged: Any, model_name: str) -> RunInfo:
         registered_model=REGISTERED_MODELS[model_name],
         model_version=str(logged.registered_model_version),
     )
-
-
-# Timings vary from run to run; they are logged to MLflow but kept out of the committed metric files,
-# which must be byte-identical for the same params and seed.
-TIMING_KEYS = frozenset({"fit_seconds"})
-
-
-def dvc_metrics(metrics: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """What a training stage writes to its DVC metrics file: the results, and the MLflow run that has
-    the rest (the run id is the one field that differs between two runs of the same params)."""
-    return {**{key: value for key, value in metrics.items() if key not in TIMING_KEYS}, "mlflow_run_id": run_id}

@@ -44,9 +44,10 @@ def main() -> None:
     from digitflow.evaluation import evaluate_model, evaluation_log, write_workbook
     from digitflow.evaluation_tracking import TestResults, log_test_results, target_run
     from digitflow.figures import confusion_heatmap
+    from digitflow.records import read_run_info
     from digitflow.registry import record_test_metrics
     from digitflow.report import MODEL_TITLES
-    from digitflow.tracking import RunInfo, tracking_uri
+    from digitflow.tracking import tracking_uri
     from digitflow.tracking_faults import store_errors
     from digitflow.training import dataset_input
 
@@ -64,7 +65,7 @@ def main() -> None:
             write_json(out / paths.confusion_json(name).name, confusion_json(evaluation))
             evaluation.predictions.to_csv(out / paths.predictions_csv(name).name, float_format="%.6f")
             evaluation.per_class.to_csv(out / f"classification_report_{name}.csv", float_format="%.6f")
-            info = RunInfo.load(paths.run_info_file(name))
+            info = read_run_info(name)
             results = TestResults(
                 name,
                 meta.dataset,

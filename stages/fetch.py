@@ -13,6 +13,7 @@ from digitflow.cli import run_stage
 from digitflow.data import load_digits_images
 from digitflow.io import atomic_dir, save_arrays
 from digitflow.params import load_params
+from digitflow.progress import download_bars_only_in_a_terminal
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,8 @@ def main() -> None:
 
             mirrors = resolve_mirrors(params.fetch.mirrors)
             log.info("downloading MNIST from %s", ", ".join(mirrors))
-            download_mnist(raw_dir, mirrors, timeout=params.fetch.timeout)
+            with download_bars_only_in_a_terminal():
+                download_mnist(raw_dir, mirrors, timeout=params.fetch.timeout)
             log.info("MNIST verified and extracted under %s", paths.RAW_DIR)
 
 

@@ -23,6 +23,7 @@ def main() -> None:
     import pandas as pd
 
     from digitflow.figures import coefficient_images, image_grid, learning_curves
+    from digitflow.records import read_training_summary
     from digitflow.report import MODEL_TITLES, ReportInputs, build_report, misclassified
 
     meta = load_meta()
@@ -68,7 +69,7 @@ def main() -> None:
         n_val=n_val,
         n_test=len(test_rows),
         test_metrics=test_metrics,
-        train_metrics={model: read(paths.train_metrics_file(model), read_json) for model in paths.MODEL_NAMES},
+        train_metrics={model: read_training_summary(model) for model in paths.MODEL_NAMES},
         figures=relative,
         n_misclassified=n_wrong,
     )

@@ -23,10 +23,10 @@ def main() -> None:
     import mlflow
     import sklearn
 
+    from digitflow.records import write_training_outputs, write_training_record
     from digitflow.sklearn_model import build_model, classifier, coefficients, save_model
     from digitflow.tracking import run_name_base, training_run
     from digitflow.training import (
-        dvc_metrics,
         fit_metrics,
         log_confusion_matrix,
         log_training_inputs,
@@ -69,8 +69,8 @@ def main() -> None:
             coef, intercept = coefficients(model)
             save_arrays(out / paths.SKLEARN_COEF_FILE.name, coef=coef, intercept=intercept)
             write_json(out / paths.MODEL_CARD_NAME, model_card(meta))
-        info.save(paths.run_info_file(MODEL))
-        write_json(paths.train_metrics_file(MODEL), dvc_metrics(metrics, info.run_id))
+        write_training_record(MODEL, info, fit_seconds, n_iter=metrics["n_iter"])
+        write_training_outputs(MODEL, metrics)
     log.info("val accuracy %.4f in %.2f s (MLflow run %s)", metrics["val_accuracy"], fit_seconds, info.run_id)
 
 

@@ -26,6 +26,7 @@ def main() -> None:
     import torch
 
     from digitflow.determinism import set_torch_threads
+    from digitflow.records import write_training_outputs, write_training_record
     from digitflow.torch_model import (
         ProbabilityModel,
         coefficients,
@@ -36,7 +37,6 @@ def main() -> None:
     )
     from digitflow.tracking import log_step_metrics, run_name_base, training_run
     from digitflow.training import (
-        dvc_metrics,
         fit_metrics,
         log_confusion_matrix,
         log_training_inputs,
@@ -78,10 +78,10 @@ def main() -> None:
             coef, intercept = coefficients(model)
             save_arrays(out / paths.TORCH_COEF_FILE.name, coef=coef, intercept=intercept)
             write_json(out / paths.MODEL_CARD_NAME, model_card(meta))
-        info.save(paths.run_info_file(MODEL))
+        write_training_record(MODEL, info, train_seconds, epochs=len(result.history))
         with atomic_path(paths.TORCH_HISTORY_FILE) as tmp:
             pd.DataFrame(result.history).to_csv(tmp, index=False, float_format="%.6f")
-        write_json(paths.train_metrics_file(MODEL), dvc_metrics(metrics, info.run_id))
+        write_training_outputs(MODEL, metrics)
     log.info("val accuracy %.4f in %.2f s (MLflow run %s)", metrics["val_accuracy"], train_seconds, info.run_id)
 
 

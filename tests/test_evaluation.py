@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
+import openpyxl
 import pandas as pd
 import pytest
 
@@ -79,7 +81,7 @@ def test_write_workbook(tmp_path: Path, evaluations):
     path = tmp_path / "evaluation.xlsx"
     write_workbook(path, evaluations)
     sheets = pd.read_excel(path, sheet_name=None)
-    assert list(sheets) == ["comparison", "sklearn", "torch"]
+    assert list(sheets) == ["comparison", "sklearn", "torch", "sklearn predictions", "torch predictions"]
 
     comparison = pd.read_excel(path, sheet_name="comparison", index_col="metric")
     pd.testing.assert_frame_equal(comparison, comparison_table(evaluations), check_names=False)
@@ -97,3 +99,44 @@ def test_write_workbook(tmp_path: Path, evaluations):
         matrix = pd.read_excel(path, sheet_name=evaluation.model, skiprows=matrix_start, nrows=10, index_col=0)
         assert matrix.index.name == "actual \\ predicted"
         np.testing.assert_array_equal(matrix.to_numpy(), evaluation.confusion)
+
+
+def test_workbook_has_per_image_predictions(tmp_path: Path, labels, evaluations):
+    path = tmp_path / "evaluation.xlsx"
+    write_workbook(path, evaluations)
+    for evaluation in evaluations:
+        sheet = pd.read_excel(path, sheet_name=f"{evaluation.model} predictions")
+        assert list(sheet.columns) == ["index", "actual", "predicted", "probability"]
+        assert len(sheet) == len(labels)
+        np.testing.assert_array_equal(sheet["actual"], labels)
+        np.testing.assert_array_equal(sheet["predicted"], evaluation.predictions["predicted"])
+        proba = evaluation.predictions.filter(like="prob_").to_numpy()
+        np.testing.assert_allclose(sheet["probability"], proba[np.arange(len(labels)), sheet["predicted"]])
+    # the sklearn model gets every fifth image wrong
+    sheet = pd.read_excel(path, sheet_name="sklearn predictions")
+    assert (sheet["actual"] != sheet["predicted"]).sum() == len(labels) // 5
+
+
+def test_workbook_formats_and_widths(tmp_path: Path, evaluations):
+    path = tmp_path / "evaluation.xlsx"
+    write_workbook(path, evaluations)
+    book = openpyxl.load_workbook(path)
+    predictions = book["torch predictions"]
+    assert [c.value for c in predictions[1]] == ["index", "actual", "predicted", "probability"]
+    assert predictions["D2"].number_format == "0.0000"
+    assert predictions["B2"].number_format == "0"
+    assert 8 <= predictions.column_dimensions["D"].width <= 40  # "probability" plus a margin
+    metrics = book["sklearn"]
+    assert metrics["A1"].value == "metric"
+    assert metrics["B2"].number_format == "0.0000"
+    # the widest metric name, test_precision_macro, fits its column
+    assert metrics.column_dimensions["A"].width >= len("test_precision_macro")
+
+
+def test_workbook_bytes_depend_only_on_the_results(tmp_path: Path, evaluations):
+    """Zip entry times have a two-second resolution: write, wait past it, write again."""
+    first, second = tmp_path / "first.xlsx", tmp_path / "second.xlsx"
+    write_workbook(first, evaluations)
+    time.sleep(2.1)
+    write_workbook(second, evaluations)
+    assert first.read_bytes() == second.read_bytes()

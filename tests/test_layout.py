@@ -20,6 +20,7 @@ PER_MODEL = (
     paths.model_dir,
     paths.run_info_file,
     paths.model_card_file,
+    paths.training_record_file,
     paths.coef_file,
     paths.confusion_csv,
     paths.predictions_csv,
@@ -78,10 +79,12 @@ def test_every_output_path_in_paths_is_tracked_by_dvc():
         paths.DATA_DIR,
         paths.MODELS_DIR,
         paths.METRICS_DIR,
+        paths.CONFUSION_DIR,
         paths.REPORTS_DIR,
         paths.RUNS_DIR,  # one output file per training stage inside
         paths.PARAMS_FILE,
         paths.DVC_LOCK_FILE,
+        paths.OFFLINE_PLOTS_TEMPLATE,  # made on request by digitflow.offline_plots, not by a stage
     }
     written = defined_paths() - {p.as_posix() for p in not_outputs}
     untracked = [p for p in sorted(written) if not any(inside(p, out) for out in stage_outputs())]
@@ -126,10 +129,17 @@ def test_stage_command_module_exists_and_has_main(name):
 @pytest.mark.parametrize("name", list(STAGES))
 def test_stage_params_exist(name):
     fields = Params.model_fields
+    order = list(STAGES)
     for param in STAGES[name].get("params", []):
         if isinstance(param, dict) and next(iter(param.values())) is None:
             # `- params.yaml:` tracks every param of that file (the validate stage).
             assert entry_path(param) == paths.PARAMS_FILE.as_posix()
+        if isinstance(param, dict):  # another params file: an output of an earlier stage
+            path = entry_path(param)
+            producer = next((stage for out, stage in stage_outputs().items() if inside(path, out)), None)
+            assert path in defined_paths(), f"{name}: params file {path} is not in digitflow/paths.py"
+            assert producer is not None, f"{name}: params file {path} is written by no stage"
+            assert order.index(producer) < order.index(name)
             continue
         section, _, key = entry_path(param).partition(".")
         assert section in fields, f"{name}: params section {section!r} is not in Params"

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from digitflow.errors import DigitflowError, ParamsError
-from digitflow.params import Params, load_params, parse_params
+from digitflow.params import DATASETS, Params, load_params, parse_params
 from tests.conftest import PROJECT_ROOT, run
 
 REAL_PARAMS = PROJECT_ROOT / "params.yaml"
@@ -34,8 +34,10 @@ def test_real_params_file_loads_with_its_values():
     params = load_params(REAL_PARAMS)
     raw = real_raw()
     assert isinstance(params, Params)
-    # Every section and value in the file reaches the typed object unchanged.
+    # Every section and value in the file reaches the typed object unchanged, with the chosen
+    # dataset's block merged into its section.
     for section, values in raw.items():
+        values = {k: v for k, v in values.items() if k not in DATASETS} | values.get(params.data.dataset, {})
         assert getattr(params, section).model_dump() == {**getattr(params, section).model_dump(), **values}
     assert params.data.dataset == raw["data"]["dataset"]
     assert params.train_torch.lr == raw["train_torch"]["lr"]
@@ -242,3 +244,36 @@ def test_seed_beyond_what_numpy_and_sklearn_take_is_refused(section, key):
 @pytest.mark.parametrize(("section", "key", "value"), [("train_torch", "threads", 0), ("fetch", "timeout", 0)])
 def test_threads_and_timeout_must_be_positive(section, key, value):
     assert f"{section}.{key}" in params_error(with_value(section, key, value))
+
+
+def test_switching_the_dataset_switches_its_block():
+    raw = real_raw()
+    digits = parse_params(raw).train_torch
+    mnist = parse_params({**raw, "data": {"dataset": "mnist"}}).train_torch
+    assert digits.model_dump() == {**digits.model_dump(), **raw["train_torch"]["digits"]}
+    assert mnist.model_dump() == {**mnist.model_dump(), **raw["train_torch"]["mnist"]}
+    assert (digits.batch_size, mnist.batch_size) == (32, 2048)
+    assert digits.lr == mnist.lr == raw["train_torch"]["lr"]
+
+
+def test_a_key_in_the_section_and_in_a_block_is_refused():
+    # `dvc exp run -S train_torch.epochs=5` must not be silently outvoted by train_torch.digits.epochs.
+    message = params_error(with_value("train_torch", "epochs", 5))
+    assert "train_torch.epochs: set both for every dataset and in train_torch.digits" in message
+    assert "train_torch.digits.epochs" in message
+
+
+def test_a_mistake_in_the_other_datasets_block_is_named_with_its_block():
+    raw = real_raw()
+    raw["train_torch"]["mnist"]["batch_size"] = 0
+    raw["train_sklearn"]["mnist"] = {"tol": "tiny"}
+    message = params_error(raw)
+    assert raw["data"]["dataset"] == "digits"
+    assert "train_torch.mnist.batch_size: Input should be greater than or equal to 1 (got 0)" in message
+    assert "train_sklearn.mnist.tol" in message
+
+
+def test_a_block_must_be_a_mapping():
+    raw = real_raw()
+    raw["train_torch"]["mnist"] = 5
+    assert "train_torch.mnist: expected a mapping of train_torch settings" in params_error(raw)

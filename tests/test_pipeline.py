@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
 
 from digitflow.determinism import cpu_has_avx2
 from digitflow.testing import set_params
-from tests.conftest import PROJECT_ROOT, free_port, make_project_copy, pipeline_env, run, wait_for_json
+from tests.conftest import PROJECT_ROOT, free_port, git, make_project_copy, pipeline_env, run, wait_for_json
+from tests.readme import readme_command
 
 pytestmark = pytest.mark.e2e
+RENDER_PLOTS = Path(__file__).with_name("render_plots.js")
 
-# The README's MNIST settings: a few large batches instead of digits' many small ones.
-MNIST_TORCH_SETTINGS = {"lr": 0.003, "batch_size": 2048, "epochs": 25, "weight_decay": 0.0}
 TRAINING_STAGES = {"train_sklearn": "sklearn", "train_torch": "torch"}
 
 
@@ -46,12 +50,17 @@ def torch_run_ids(project: Path) -> set[str]:
     return {r.info.run_id for r in mlflow_runs(project) if r.data.tags["digitflow.stage"] == "train_torch"}
 
 
+def repro_output(project: Path) -> str:
+    """What the fixture's `dvc repro` printed, standard output and error, without a terminal."""
+    return (project.parent / "repro-output.txt").read_text()
+
+
 @pytest.fixture(scope="module")
 def digits_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project after one full `dvc repro` on the embedded digits data."""
+    """The project after one full `dvc repro` (the README's command) on the embedded digits data."""
     project = make_project_copy(tmp_path_factory.mktemp("digits") / "project")
-    result = run(project, "dvc", "repro", OMP_NUM_THREADS="1")
-    # validate is up to date: params.yaml and its code are as dvc.lock recorded them.
+    result = run(project, "bash", "-c", readme_command("dvc repro"), OMP_NUM_THREADS="1")
+    (project.parent / "repro-output.txt").write_text(result.stdout + result.stderr)
     assert stages_run(result.stdout) == [
         "fetch",
         "preprocess",
@@ -94,8 +103,8 @@ def test_digits_runs_are_tracked_one_per_model(digits_project: Path) -> None:
         assert {"test_confusion_matrix.json", "test_confusion_matrix.png", "val_confusion_matrix.json"} <= artifacts
         assert tracked.data.tags["digitflow.git_commit"] != "unknown"
         assert any(tag.startswith("dvc.input.data/") for tag in tracked.data.tags)
-        run_file = json.loads((digits_project / f"metrics/runs/{model}.json").read_text())
-        assert run_file["run_id"] == tracked.info.run_id
+        record = json.loads((digits_project / f"metrics/runs/{model}.json").read_text())[model]
+        assert record["mlflow_run_id"] == tracked.info.run_id
     torch_run = by_stage["train_torch"]
     assert torch_run.data.params["lr"] == str(
         yaml.safe_load((digits_project / "params.yaml").read_text())["train_torch"]["lr"]
@@ -155,6 +164,142 @@ def test_fresh_run_reproduces_the_committed_results(digits_project: Path) -> Non
     assert [name for name in metric_files if ours[name] != committed[name]] == []
 
 
+def test_output_without_a_terminal_is_a_few_plain_lines(digits_project: Path) -> None:
+    output = repro_output(digits_project)
+    assert "\r" not in output
+    assert len(output.splitlines()) < 60, output
+    epochs = [line for line in output.splitlines() if line.startswith("[train_torch] epoch ")]
+    assert [line.split(":")[0] for line in epochs] == [f"[train_torch] epoch {e}/50" for e in (10, 20, 30, 40, 50)]
+    assert "val_acc" in epochs[-1]
+
+
+def test_a_clean_repro_leaves_committed_files_as_they_were(digits_project: Path) -> None:
+    """The copy was committed with the project's metrics and plots files; reproducing it changes none
+    of them (to the last printed digit's rounding: thread counts may move the sixth decimal), and
+    nothing but dvc.lock (the hashes of each training record, metrics/runs/, which holds its new MLflow
+    run id; the models themselves are byte-identical)."""
+    changed = [line[3:] for line in git(digits_project, "status", "--porcelain").splitlines()]
+    assert [path for path in changed if path != "dvc.lock" and not path.startswith("metrics/")] == [], changed
+    for path in changed:
+        if path == "dvc.lock":
+            continue
+        before = git(digits_project, "show", f"HEAD:{path}")
+        after = (digits_project / path).read_text()
+        if path.endswith(".json"):
+            assert json.loads(after) == pytest.approx(json.loads(before), abs=2e-6), path
+        else:
+            old, new = (pd.read_csv(io.StringIO(text)) for text in (before, after))
+            pd.testing.assert_frame_equal(new, old, check_exact=False, atol=2e-6, rtol=0)
+    record = json.loads((digits_project / "metrics/runs/torch.json").read_text())
+    assert set(record["torch"]) == {
+        "mlflow_run_id",
+        "mlflow_experiment_id",
+        "tracking_uri",
+        "registered_model",
+        "model_version",
+        "fit_seconds",
+        "epochs",
+    }
+    for model in TRAINING_STAGES.values():
+        metrics = json.loads((digits_project / f"metrics/train_{model}.json").read_text())
+        assert set(metrics) == {"train_accuracy", "train_log_loss", "val_accuracy", "val_log_loss"}
+
+
+def test_readme_metrics_show(digits_project: Path) -> None:
+    """Test metrics of both models, then train / validation accuracy and log loss: nothing per-run."""
+    shown = run(digits_project, "bash", "-c", readme_command("dvc metrics show")).stdout
+    header = shown.splitlines()[0].split()
+    for model in TRAINING_STAGES.values():
+        for metric in ("test_accuracy", "test_log_loss", "test_f1_macro"):
+            assert f"{model}.{metric}" in header
+    assert {"train_accuracy", "val_accuracy", "val_log_loss"} <= set(header)
+    assert len(header) == 1 + 10 + 4, header
+    for noise in ("fit_seconds", "mlflow_run_id", "n_iter", "epochs"):
+        assert noise not in shown
+
+
+def test_readme_params_diff(digits_project: Path) -> None:
+    params = digits_project / "params.yaml"
+    original = params.read_text()
+    try:
+        set_params(digits_project, train_sklearn={"C": 0.5})
+        shown = run(digits_project, "bash", "-c", readme_command("dvc params diff")).stdout
+    finally:
+        params.write_text(original)
+    rows = [line.split() for line in shown.splitlines()[1:] if line.strip()]
+    assert rows == [["params.yaml", "train_sklearn.C", "1.0", "0.5"]], shown
+
+
+def test_readme_plots_show(digits_project: Path) -> None:
+    run(digits_project, "bash", "-c", readme_command("dvc plots show"))
+    page = (digits_project / "dvc_plots/index.html").read_text()
+    for title in ("scikit-learn: test confusion matrix", "PyTorch: test confusion matrix", "PyTorch loss per epoch"):
+        assert title in page
+    assert "cdn.jsdelivr.net/npm/vega@" in page  # DVC's own page loads Vega from the network
+
+
+def test_confusion_plots_have_actual_rows_and_predicted_columns(digits_project: Path) -> None:
+    plots = json.loads(run(digits_project, "dvc", "plots", "show", "--json").stdout)["data"]
+    titles = {"sklearn": "scikit-learn: test confusion matrix", "torch": "PyTorch: test confusion matrix"}
+    for model, title in titles.items():
+        spec = plots[f"metrics/confusion/{model}.csv"][0]["content"]
+        assert spec["title"]["text"] == title
+        encoding = spec["spec"]["encoding"]
+        assert (encoding["x"]["field"], encoding["y"]["field"]) == ("predicted", "actual")
+
+
+@pytest.mark.skipif(not (shutil.which("npm") and shutil.which("node")), reason="needs Node.js (npm and node)")
+def test_readme_offline_plots(digits_project: Path) -> None:
+    """The offline page holds Vega itself: every plot renders in Node from the page's own scripts."""
+    run(digits_project, "bash", "-c", readme_command("python -m digitflow.offline_plots"))
+    run(digits_project, "bash", "-c", readme_command("dvc plots show --html-template"))
+    page = digits_project / "dvc_plots/index.html"
+    assert "cdn.jsdelivr" not in page.read_text()
+    rendered = json.loads(run(digits_project, "node", str(RENDER_PLOTS), str(page)).stdout)
+    assert rendered["scripts"] == ["vega", "vega-lite", "vega-embed"]
+    assert sorted(rendered["titles"]) == sorted(
+        [
+            "PyTorch loss per epoch",
+            "PyTorch validation accuracy per epoch",
+            "scikit-learn: test confusion matrix",
+            "PyTorch: test confusion matrix",
+        ]
+    )
+
+
+def test_readme_mlflow_ui(digits_project: Path) -> None:
+    """`mlflow ui` as written serves the project's store on 127.0.0.1:5000, with both training runs."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 5000)) == 0:
+            pytest.skip("port 5000 is taken on this machine")
+    server = subprocess.Popen(
+        ["bash", "-c", f"exec {readme_command('mlflow ui')}"],
+        cwd=digits_project,
+        env=pipeline_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = "http://127.0.0.1:5000/ajax-api/2.0/mlflow/runs/search"
+        body = json.dumps({"experiment_ids": [mlflow_runs(digits_project)[0].info.experiment_id]}).encode()
+        deadline = time.time() + 180  # four uvicorn workers import MLflow first
+        while True:
+            try:
+                request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    found = json.load(response)["runs"]
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    stages = sorted(tag["value"] for r in found for tag in r["data"]["tags"] if tag["key"] == "digitflow.stage")
+    assert stages == ["train_sklearn", "train_torch"]
+
+
 def test_second_repro_runs_nothing(digits_project: Path) -> None:
     result = run(digits_project, "dvc", "repro")
     assert stages_run(result.stdout) == []
@@ -163,9 +308,9 @@ def test_second_repro_runs_nothing(digits_project: Path) -> None:
 
 def test_torch_param_change_reruns_only_downstream(digits_project: Path) -> None:
     before = read_metrics(digits_project)
-    set_params(digits_project, train_torch={"epochs": 40})
+    set_params(digits_project, train_torch={"digits": {"epochs": 40}})
     diff = run(digits_project, "dvc", "params", "diff", "--json").stdout
-    change = json.loads(diff)["params.yaml"]["train_torch.epochs"]
+    change = json.loads(diff)["params.yaml"]["train_torch.digits.epochs"]
     assert (change["old"], change["new"]) == (50, 40)
     result = run(digits_project, "dvc", "repro")
     # validate re-runs on any params.yaml edit (it has no outputs, so nothing else re-runs for it).
@@ -190,7 +335,7 @@ def run_snapshot(client: mlflow.MlflowClient, run_id: str) -> dict:
 
 def test_reevaluating_an_unchanged_model_adds_nothing_to_its_run(digits_project: Path) -> None:
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{digits_project / 'mlflow.db'}")
-    torch_run = json.loads((digits_project / "metrics/runs/torch.json").read_text())["run_id"]
+    torch_run = json.loads((digits_project / "metrics/runs/torch.json").read_text())["torch"]["mlflow_run_id"]
     before = run_snapshot(client, torch_run)
     c = yaml.safe_load((digits_project / "params.yaml").read_text())["train_sklearn"]["C"]
     set_params(digits_project, train_sklearn={"C": c * 0.7})
@@ -283,19 +428,18 @@ def test_invalid_params_stop_before_any_work(project_copy: Path) -> None:
 
 @pytest.mark.mnist
 def test_mnist_end_to_end_from_a_local_mirror(tmp_path: Path, mnist_mirror: str) -> None:
-    """MNIST through the real download code, from an HTTP mirror on 127.0.0.1."""
+    """The README's `dvc exp run -S data.dataset=mnist`, nothing else changed, through the real download
+    code from an HTTP mirror on 127.0.0.1 (DIGITFLOW_MNIST_MIRRORS): both models reach 0.925."""
     project = make_project_copy(tmp_path / "mnist")
-    set_params(
-        project,
-        data={"dataset": "mnist"},
-        fetch={"mirrors": [mnist_mirror]},
-        train_torch=MNIST_TORCH_SETTINGS,
-    )
-    result = run(project, "dvc", "repro")
+    command = readme_command("dvc exp run -S data.dataset=mnist")
+    result = run(project, "bash", "-c", command, DIGITFLOW_MNIST_MIRRORS=mnist_mirror)
     assert "Running stage 'report'" in result.stdout
+    assert "\r" not in result.stdout + result.stderr  # no download or training bars without a terminal
     metrics = read_metrics(project)
+    assert set(metrics) == {"sklearn", "torch"}
     for model, values in metrics.items():
-        assert values["test_accuracy"] >= 0.92, f"{model}: {values}"
+        assert values["test_accuracy"] >= 0.925, f"{model}: {values}"
+    assert json.loads((project / "metrics/runs/torch.json").read_text())["torch"]["epochs"] == 25
     assert len((project / "metrics/confusion/torch.csv").read_text().splitlines()) == 1 + 10_000
     raw = project / "data/raw/MNIST/raw"
     assert sorted(p.name for p in raw.glob("*.gz")) == sorted(
@@ -313,19 +457,19 @@ def test_model_restored_from_run_cache_keeps_its_mlflow_run(digits_project: Path
     retraining it; evaluate (re-run because the sklearn model changed at the same time) logs the torch
     results into the MLflow run that trained the restored model, so they are not orphaned."""
     params = yaml.safe_load((digits_project / "params.yaml").read_text())
-    epochs, c = params["train_torch"]["epochs"], params["train_sklearn"]["C"]
+    epochs, c = params["train_torch"]["digits"]["epochs"], params["train_sklearn"]["C"]
     run(digits_project, "dvc", "repro")
-    original = json.loads((digits_project / "metrics/runs/torch.json").read_text())["run_id"]
-    set_params(digits_project, train_torch={"epochs": epochs - 5})
+    original = json.loads((digits_project / "metrics/runs/torch.json").read_text())["torch"]["mlflow_run_id"]
+    set_params(digits_project, train_torch={"digits": {"epochs": epochs - 5}})
     run(digits_project, "dvc", "repro")
-    set_params(digits_project, train_torch={"epochs": epochs}, train_sklearn={"C": c / 2})
+    set_params(digits_project, train_torch={"digits": {"epochs": epochs}}, train_sklearn={"C": c / 2})
     torch_runs_before = {
         r.info.run_id for r in mlflow_runs(digits_project) if r.data.tags["digitflow.stage"] == "train_torch"
     }
     result = run(digits_project, "dvc", "repro")
     assert stages_run(result.stdout) == ["validate", "train_sklearn", "evaluate", "report"]
     assert "Stage 'train_torch' is cached - skipping run" in result.stdout
-    assert json.loads((digits_project / "metrics/runs/torch.json").read_text())["run_id"] == original
+    assert json.loads((digits_project / "metrics/runs/torch.json").read_text())["torch"]["mlflow_run_id"] == original
     assert torch_run_ids(digits_project) == torch_runs_before
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{digits_project / 'mlflow.db'}")
     history = client.get_metric_history(original, "test_accuracy")

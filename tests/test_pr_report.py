@@ -31,6 +31,7 @@ from digitflow.pr_report import (
 )
 from digitflow.testing import set_params
 from tests.conftest import git, make_project_copy, run
+from tests.readme import readme_command
 
 STRICT = GateParams(metrics=["test_accuracy"], max_drop_abs=0.01, max_drop_rel=1.0)
 
@@ -297,7 +298,7 @@ def pr_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     git(project, "add", "-A")
     git(project, "commit", "-q", "--allow-empty", "-m", "baseline results")
     git(project, "checkout", "-q", "-b", "weaker-torch")
-    set_params(project, train_torch={"epochs": 1, "lr": 0.0001})
+    set_params(project, train_torch={"lr": 0.0001, "digits": {"epochs": 1}})
     run(project, "dvc", "repro")
     return project
 
@@ -314,7 +315,7 @@ def image_links(comment: str) -> list[str]:
 
 @pytest.mark.e2e
 def test_weaker_model_fails_the_gate_with_a_full_comment(pr_project: Path) -> None:
-    result = run(pr_project, "python", "-m", "stages.pr_report", "--base", "main", check=False)
+    result = run(pr_project, "bash", "-c", readme_command("python -m stages.pr_report"), check=False)
     base, new = evaluate_json(pr_project, "main"), evaluate_json(pr_project)
     assert new["torch"]["test_accuracy"] < base["torch"]["test_accuracy"] - 0.01, "the change should hurt PyTorch"
 
@@ -334,7 +335,7 @@ def test_weaker_model_fails_the_gate_with_a_full_comment(pr_project: Path) -> No
             value = new[model][metric]
             row = f"| {title} | {metric} | {old:.4f} | {value:.4f} | {value - old:+.4f}"
             assert row in comment, f"no row {row!r} in\n{comment}"
-    assert "| params.yaml | train_torch.epochs | 50 | 1 |" in comment
+    assert "| params.yaml | train_torch.digits.epochs | 50 | 1 |" in comment
     assert "| params.yaml | train_torch.lr | 0.003 | 0.0001 |" in comment
     links = image_links(comment)
     assert sorted(links) == sorted(

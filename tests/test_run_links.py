@@ -6,6 +6,7 @@ from pathlib import Path
 
 from digitflow import paths
 from digitflow.io import write_json
+from digitflow.records import training_record
 from digitflow.run_links import mlflow_runs_section
 from digitflow.tracking import RunInfo
 
@@ -18,7 +19,9 @@ def record_runs(root: Path, tracking_uri: str) -> dict[str, str]:
         run_id = f"{number}" * 32
         write_json(root / paths.train_metrics_file(model), {"test_accuracy": 0.9, "mlflow_run_id": run_id})
         (root / paths.model_dir(model)).mkdir(parents=True)
-        RunInfo(run_id, "7", tracking_uri).save(root / paths.run_info_file(model))
+        record = root / paths.training_record_file(model)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        write_json(record, training_record(model, RunInfo(run_id, "7", tracking_uri), 1.0))
         ids[model] = run_id
     return ids
 

@@ -103,15 +103,15 @@ def team_project(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path
     """A project copy whose pipeline ran with `dvc repro`, logging to the server as alice."""
     # 10 epochs instead of 50: the same logging, a fifth of the training time.
     destination = tmp_path_factory.mktemp("team") / "project"
-    project = testing.make_project_copy(PROJECT_ROOT, destination, train_torch={"epochs": 10})
+    project = testing.make_project_copy(PROJECT_ROOT, destination, train_torch={"digits": {"epochs": 10}})
     run(project, "dvc", "repro", **stack.client_env(ALICE))
     return project
 
 
 def run_ids(project: Path) -> dict[str, str]:
     """Each model's MLflow run, as the training stages recorded it for DVC."""
-    files = {model: project / paths.train_metrics_file(model) for model in paths.MODEL_NAMES}
-    return {model: json.loads(path.read_text())["mlflow_run_id"] for model, path in files.items()}
+    files = {model: project / paths.training_record_file(model) for model in paths.MODEL_NAMES}
+    return {model: json.loads(path.read_text())[model]["mlflow_run_id"] for model, path in files.items()}
 
 
 def test_pipeline_logs_both_runs_to_the_server(stack: Stack, team_project: Path, tmp_path: Path) -> None:
@@ -153,7 +153,7 @@ def test_user_without_permission_is_refused_and_nothing_is_logged(stack: Stack, 
     admin = stack.client((stack.config.admin_username, stack.config.admin_password))
     experiment = admin.get_experiment_by_name("digitflow")
     before = len(admin.search_runs([experiment.experiment_id], max_results=1000))
-    outputs = [team_project / "metrics/train_sklearn.json", team_project / "models/sklearn/mlflow_run.json"]
+    outputs = [team_project / "metrics/train_sklearn.json", team_project / "metrics/runs/sklearn.json"]
     saved = [path.read_bytes() for path in outputs]
 
     with pytest.raises(MlflowException) as refused:

@@ -132,25 +132,21 @@ def test_flatten():
     assert flatten("x", {}) == {}
 
 
-def test_run_info_round_trip(tmp_path: Path):
-    info = RunInfo(run_id="0123abcd", experiment_id="7", tracking_uri="sqlite:////repo/mlflow.db")
-    path = tmp_path / "metrics" / "runs" / "torch.json"
-    info.save(path)
-    assert RunInfo.load(path) == info
-    assert json.loads(path.read_text()) == {
-        "run_id": "0123abcd",
-        "experiment_id": "7",
-        "tracking_uri": "sqlite:////repo/mlflow.db",
-        "registered_model": None,
-        "model_version": None,
-    }
+def test_run_info_round_trip():
+    info = RunInfo("0123abcd", "7", "sqlite:////repo/mlflow.db", "digitflow-torch", "2")
+    assert RunInfo.from_record(info.to_record()) == info
+    assert info.to_record()["mlflow_run_id"] == "0123abcd"  # the name `dvc exp show` lists
 
 
-def test_run_info_refuses_unknown_fields(tmp_path: Path):
-    path = tmp_path / "mlflow_run.json"
-    path.write_text(json.dumps({"run_id": "1", "experiment_id": "2"}))
-    with pytest.raises(InputError, match=r"mlflow_run\.json is damaged .*TypeError.*tracking_uri"):
-        RunInfo.load(path)
+def test_an_incomplete_run_record_names_the_file(tmp_path: Path, monkeypatch):
+    from digitflow import paths
+    from digitflow.records import read_run_info
+
+    monkeypatch.chdir(tmp_path)
+    paths.training_record_file("torch").parent.mkdir(parents=True)
+    paths.training_record_file("torch").write_text(json.dumps({"torch": {"mlflow_run_id": "1"}}))
+    with pytest.raises(InputError, match=r"metrics/runs/torch\.json is damaged .*KeyError"):
+        read_run_info("torch")
 
 
 def test_git_commit(tmp_path: Path):
