@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -57,7 +58,8 @@ class Settings:
 
 
 def _storage(settings: Settings) -> Any:
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     if not settings.storage.startswith(("sqlite:", "postgresql", "mysql")):
         raise SweepConfigError(
@@ -65,13 +67,15 @@ def _storage(settings: Settings) -> Any:
             "sqlite:///path/optuna.db (one machine) or postgresql+psycopg2://user:password@host/db"
         )
     engine_kwargs = {"connect_args": {"timeout": 60}} if settings.storage.startswith("sqlite:") else {}
-    return RDBStorage(
-        settings.storage,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=settings.heartbeat_s,
-        grace_period=settings.grace_s,
-        failed_trial_callback=RetryFailedTrialCallback(max_retry=settings.max_retry),
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats: "experimental" since Optuna 2.9
+        return RDBStorage(
+            settings.storage,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=settings.heartbeat_s,
+            grace_period=settings.grace_s,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=settings.max_retry),
+        )
 
 
 def open_study(config: SweepConfig, metric: Metric, settings: Settings, root: Path) -> Any:
@@ -154,7 +158,8 @@ def run_trial(trial: Any, config: SweepConfig, metric: Metric, root: Path) -> fl
     trial.set_user_attr("dvc_experiment", name)
     trial.set_user_attr("baseline_rev", baseline)
     log.info("trial %d: dvc exp run --temp -n %s %s", trial.number, name, " ".join(settings))
-    with subprocess.Popen(["dvc", "exp", "run", "--temp", "-n", name, *settings], cwd=root, env=env) as proc:
+    command = [sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", name, *settings]  # this venv's DVC
+    with subprocess.Popen(command, cwd=root, env=env) as proc:
         try:
             code = proc.wait()
         except BaseException:
@@ -216,7 +221,7 @@ def quiet_optuna() -> Iterator[None]:
         optuna.logging.set_verbosity(verbosity)
 
 
-def summary(study: Any, metric: Metric) -> str:
+def summary(study: Any, config: SweepConfig, metric: Metric) -> str:
     """The best trial, its params, its (reported, not optimised) test metric and how to apply it."""
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(_counts(study).items()))
     lines = [f"study {study.study_name}: {counts}; optimising {metric} ({metric.direction})"]
@@ -225,7 +230,7 @@ def summary(study: Any, metric: Metric) -> str:
     except ValueError:
         return "\n".join([*lines, "no trial has completed yet"])
     name = best.user_attrs.get("dvc_experiment", trial_name(study.study_name, best.number))
-    assignments = " ".join(f"-S {_assignment(key, value)}" for key, value in best.params.items())
+    assignments = " ".join(f"-S {_assignment(k, v)}" for k, v in {**config.fixed, **best.params}.items())
     lines += [
         f"best trial: {best.number} (DVC experiment {name}, MLflow run {best.user_attrs.get('mlflow_run_id')})",
         f"  {metric}: {best.value:.6f}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def main(args: argparse.Namespace) -> None:
         work(study, config, metric, settings, root)
         if args.plot:
             write_history_plot(study, args.plot)
-    print(summary(study, metric))
+    print(summary(study, config, metric))
 
 
 def write_history_plot(study: object, path: Path) -> None:
@@ -69,11 +70,14 @@ def write_history_plot(study: object, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    from optuna.exceptions import ExperimentalWarning
     from optuna.visualization.matplotlib import plot_optimization_history
 
     from digitflow.io import atomic_path
 
-    axes = plot_optimization_history(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # matplotlib plots are "experimental" in Optuna
+        axes = plot_optimization_history(study)
     with atomic_path(path) as tmp:
         axes.figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     log.info("wrote %s", path)
