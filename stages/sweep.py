@@ -20,7 +20,16 @@ import yaml
 
 from digitflow import paths
 from digitflow.cli import run_stage
-from digitflow.sweep import Settings, apply_best, default_storage, open_study, quiet_optuna, summary, work
+from digitflow.sweep import (
+    Settings,
+    apply_best,
+    default_storage,
+    open_study,
+    quiet_optuna,
+    redacted,
+    summary,
+    work,
+)
 from digitflow.sweep_space import SWEEP_FILE, load_config, parse_assignment, validate
 from digitflow.tracking import repository_root
 
@@ -57,7 +66,11 @@ def main(args: argparse.Namespace) -> None:
             log.info("wrote %s to params.yaml; run `dvc repro` to train with them", values)
             return
         log.info(
-            "study %s at %s: %d trials in all, optimising %s", config.study, settings.storage, config.trials, metric
+            "study %s at %s: %d trials in all, optimising %s",
+            config.study,
+            redacted(settings.storage),
+            config.trials,
+            metric,
         )
         work(study, config, metric, settings, root)
         if args.plot:

@@ -223,6 +223,17 @@ def test_apply_writes_the_best_params_to_params_yaml(local_sweep: tuple[Path, li
     )  # applying ran no trial
 
 
+@pytest.mark.e2e
+def test_joining_a_study_with_another_metric_is_refused(local_sweep: tuple[Path, list[str]]) -> None:
+    project, _ = local_sweep
+    log = project.parent / "other-metric.log"
+    worker = start_worker(project, log, "--study", "local", "--trials", "7", "--metric", "sklearn.val_log_loss")
+    assert worker.wait(timeout=120) == 1
+    assert "study 'local' optimises torch.val_log_loss, not sklearn.val_log_loss" in log.read_text()
+    study = optuna.load_study(study_name="local", storage=f"sqlite:///{project / 'optuna.db'}")
+    assert len(study.get_trials(states=[optuna.trial.TrialState.COMPLETE])) == 6
+
+
 # --- three workers on PostgreSQL, one of them killed mid-trial ---------------------------------------
 
 
