@@ -17,8 +17,6 @@ import contextlib
 import json
 import logging
 import os
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from digitflow import paths
+from digitflow.sweep_dvc import clear_abandoned, git, read_experiment, run_experiment
 from digitflow.sweep_space import Choices, Metric, Scalar, SweepConfig, SweepConfigError
 
 log = logging.getLogger(__name__)
@@ -148,16 +147,6 @@ def suggest(trial: Any, config: SweepConfig) -> dict[str, Scalar]:
     return values
 
 
-def _git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
-
-
-def read_experiment(root: Path, baseline: str, name: str, relative: Path) -> Any:
-    """A JSON file as committed in experiment ``name`` (``refs/exps/<baseline>/<name>``)."""
-    ref = f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}"
-    return json.loads(_git(root, "show", f"{ref}:{relative.as_posix()}"))
-
-
 def trial_name(study: str, number: int) -> str:
     return f"{study}-{number}"
 
@@ -183,19 +172,13 @@ def run_trial(trial: Any, config: SweepConfig, metric: Metric, root: Path) -> fl
         raise optuna.TrialPruned(f"the study already has its {config.trials} trials")
     values = suggest(trial, config)
     name = trial_name(config.study, trial.number)
-    baseline = _git(root, "rev-parse", "HEAD").strip()
+    baseline = git(root, "rev-parse", "HEAD").strip()
     settings = [arg for key, value in {**config.fixed, **values}.items() for arg in ("-S", _assignment(key, value))]
     env = {**os.environ, STUDY_ENV: config.study, TRIAL_ENV: str(trial.number)}
     trial.set_user_attr("dvc_experiment", name)
     trial.set_user_attr("baseline_rev", baseline)
     log.info("trial %d: dvc exp run --temp -n %s %s", trial.number, name, " ".join(settings))
-    command = [sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", name, *settings]  # this venv's DVC
-    with subprocess.Popen(command, cwd=root, env=env) as proc:
-        try:
-            code = proc.wait()
-        except BaseException:
-            proc.terminate()
-            raise
+    code = run_experiment(root, name, settings, env)
     if code != 0:
         raise TrialFailedError(f"trial {trial.number}: `dvc exp run` exited {code}; its output is above")
     train = read_experiment(root, baseline, name, paths.train_metrics_file(metric.model))
@@ -221,11 +204,14 @@ def work(study: Any, config: SweepConfig, metric: Metric, settings: Settings, ro
     """
     import optuna
     from optuna.exceptions import ExperimentalWarning
+    from optuna.trial import TrialState
 
     while True:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
+        failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        clear_abandoned(root, {t.user_attrs["dvc_experiment"] for t in failed if "dvc_experiment" in t.user_attrs})
         counts = _counts(study)
         if counts.get("COMPLETE", 0) >= config.trials:
             return

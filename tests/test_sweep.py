@@ -298,3 +298,8 @@ def test_a_worker_killed_mid_trial_leaves_it_failed_and_retried(killed_sweep: tu
     assert retried[0].state.name == "COMPLETE"
     assert retried[0].params == failed[0].params  # the same point of the space, run again by a live worker
     assert f"shared-{failed[0].number}" not in experiments(project)
+    # DVC would list the killed `dvc exp run --temp` as Running for ever; the sweep removed its copy.
+    shown = run(project, "dvc", "exp", "show", "--json").stdout
+    assert f'"name": "shared-{failed[0].number}"' not in shown
+    assert f'"name": "shared-{retried[0].number}"' in shown
+    assert not list((project / ".dvc" / "tmp" / "exps" / "standalone").glob("tmp*"))
