@@ -17,7 +17,9 @@ import optuna
 import pytest
 import yaml
 
+from digitflow.sweep_dvc import clear_abandoned
 from digitflow.sweep_space import SweepConfigError, load_config, parse_metric, validate
+from digitflow.tracking import run_tags
 from tests import services
 from tests.conftest import PROJECT_ROOT, make_project_copy, pipeline_env, run
 
@@ -131,6 +133,40 @@ def test_space_values_are_checked_against_params_yaml(tmp_path: Path) -> None:
     assert "train_torch.optimizer: 'rmsprop' is not accepted" in message
     assert parse_metric("sklearn.val_accuracy").direction == "maximize"
     assert parse_metric("torch.val_log_loss").direction == "minimize"
+
+
+def test_trial_runs_are_tagged_with_the_study_and_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    tags = run_tags("train_torch", "digits", {"DIGITFLOW_SWEEP_STUDY": "tune", "DIGITFLOW_SWEEP_TRIAL": "3"})
+    assert tags["digitflow.sweep.study"] == "tune"
+    assert tags["digitflow.sweep.trial"] == "3"
+    assert "digitflow.sweep.study" not in run_tags("train_torch", "digits", {})
+
+
+def abandoned_copy(root: Path, name: str, pid: int) -> Path:
+    """What a `dvc exp run --temp` killed mid-run leaves: its info file and its temporary copy."""
+    temp = root / ".dvc/tmp/exps/standalone" / f"tmp-{name}"
+    (temp / ".dvc/tmp").mkdir(parents=True)
+    (temp / ".dvc/tmp/lock").write_text(f" {pid}\n")
+    info = {"location": "tempdir", "root_dir": str(temp), "name": name, "status": 1}
+    for folder in (root / ".dvc/tmp/exps/run" / name, root / ".dvc/tmp/exps/standalone/run" / name):
+        folder.mkdir(parents=True)
+        (folder / f"{name}.run").write_text(json.dumps(info))
+    return temp
+
+
+def test_only_dead_copies_of_failed_trials_are_cleared(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed = abandoned_copy(tmp_path, "s-1", dead.pid)
+    alive = abandoned_copy(tmp_path, "s-2", os.getpid())  # failed in the study, but its dvc still runs
+    other = abandoned_copy(tmp_path, "s-3", dead.pid)  # not a failed trial
+    assert clear_abandoned(tmp_path, {"s-1", "s-2"}) == ["s-1"]
+    assert not killed.exists()
+    assert not (tmp_path / ".dvc/tmp/exps/run/s-1").exists()
+    assert not (tmp_path / ".dvc/tmp/exps/standalone/run/s-1").exists()
+    assert alive.exists()
+    assert other.exists()
 
 
 # --- one machine: SQLite storage, two workers -------------------------------------------------------
