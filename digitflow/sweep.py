@@ -3,7 +3,7 @@ next trial of one Optuna study, and each trial is a real DVC experiment named ``
 
 Why this shape: ``dvc queue`` runs workers on one machine only, while Optuna's RDB storage (SQLite on one
 machine, PostgreSQL across machines) lets every worker that opens the same study share it. Each trial runs
-``dvc exp run --temp`` (an isolated copy of the workspace, so several run at once on one repository;
+``dvc --wait-for-lock exp run --temp`` (an isolated copy of the workspace, so several run at once on one repository;
 fetch / preprocess / split come from DVC's run-cache) and reads the validation metric from the
 experiment's own commit. The stages tag their MLflow runs with the study and trial from the environment.
 

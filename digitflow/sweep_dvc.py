@@ -29,7 +29,9 @@ def git(root: Path, *args: str) -> str:
 
 def run_experiment(root: Path, name: str, settings: Sequence[str], env: Mapping[str, str]) -> int:
     """``dvc exp run --temp -n NAME -S ...`` with this interpreter's DVC; its output goes to ours."""
-    command = [sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", name, *settings]
+    # Several trials start and finish at once on one repository: each briefly needs its lock (to stash the
+    # workspace, then to record the experiment), so wait for it instead of failing after DVC's 3 s.
+    command = [sys.executable, "-m", "dvc", "--wait-for-lock", "exp", "run", "--temp", "-n", name, *settings]
     with subprocess.Popen(command, cwd=root, env=dict(env)) as proc:
         try:
             return proc.wait()
