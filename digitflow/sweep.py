@@ -238,7 +238,7 @@ def quiet_optuna() -> Iterator[None]:
         optuna.logging.set_verbosity(verbosity)
 
 
-def summary(study: Any, config: SweepConfig, metric: Metric) -> str:
+def summary(study: Any, config: SweepConfig, metric: Metric, storage_option: str = "") -> str:
     """The best trial, its params, its (reported, not optimised) test metric and how to apply it."""
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(_counts(study).items()))
     lines = [f"study {study.study_name}: {counts}; optimising {metric} ({metric.direction})"]
@@ -255,7 +255,7 @@ def summary(study: Any, config: SweepConfig, metric: Metric) -> str:
         *(f"  {key}: {value}" for key, value in best.params.items()),
         "apply it:",
         f"  dvc exp apply {name}          # on the machine that ran it, or after `dvc exp pull <remote> {name}`",
-        f"  python -m stages.sweep --study {study.study_name} --apply   # writes the params to params.yaml",
+        f"  python -m stages.sweep --study {study.study_name}{storage_option} --apply   # writes them to params.yaml",
         f"  (or by hand: dvc exp run {assignments})",
     ]
     return "\n".join(lines)

@@ -30,7 +30,7 @@ from digitflow.sweep import (
     summary,
     work,
 )
-from digitflow.sweep_space import SWEEP_FILE, load_config, parse_assignment, validate
+from digitflow.sweep_space import SWEEP_FILE, SweepConfigError, load_config, parse_assignment, validate
 from digitflow.tracking import repository_root
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> None:
+    try:
+        import optuna  # noqa: F401
+    except ModuleNotFoundError:
+        raise SweepConfigError("Optuna is not installed; install the sweep extra: pip install -e '.[sweep]'") from None
     root = repository_root()
     fixed = dict(parse_assignment(text) for text in args.fixed)
     config = load_config(args.config, study=args.study, trials=args.trials, metric=args.metric, fixed=fixed)
@@ -75,7 +79,7 @@ def main(args: argparse.Namespace) -> None:
         work(study, config, metric, settings, root)
         if args.plot:
             write_history_plot(study, args.plot)
-    print(summary(study, config, metric))
+    print(summary(study, config, metric, f" --storage {redacted(args.storage)}" if args.storage else ""))
 
 
 def write_history_plot(study: object, path: Path) -> None:
