@@ -186,6 +186,10 @@ def run_tags(stage: str, dataset: str, environ: Mapping[str, str] | None = None)
         tags["dvc.exp_name"] = environ["DVC_EXP_NAME"]
     if environ.get("DVC_EXP_BASELINE_REV"):
         tags["dvc.exp_baseline_rev"] = environ["DVC_EXP_BASELINE_REV"]
+    # Set by `python -m stages.sweep` for each trial, so `mlflow ui` filters a study's runs.
+    if environ.get("DIGITFLOW_SWEEP_STUDY"):
+        tags[TAG_PREFIX + "sweep.study"] = environ["DIGITFLOW_SWEEP_STUDY"]
+        tags[TAG_PREFIX + "sweep.trial"] = environ.get("DIGITFLOW_SWEEP_TRIAL", "")
     for path, md5 in input_hashes(stage).items():
         tags[f"dvc.input.{path}"] = md5
     return tags

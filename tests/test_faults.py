@@ -283,7 +283,9 @@ def mlflow_server(folder: Path) -> Iterator[tuple[str, subprocess.Popen]]:
 def test_tracking_server_killed_mid_run(project: Path, tmp_path: Path, monkeypatch) -> None:
     """The stage fails within 60 s with one message and no new output; the next run marks it FAILED."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # this test's own polling client
-    set_params(project, train_torch={"digits": {"epochs": 3000}})  # minutes of training: only the heartbeat can see the loss
+    set_params(
+        project, train_torch={"digits": {"epochs": 3000}}
+    )  # minutes of training: only the heartbeat can see the loss
     before = {folder: snapshot(project, folder) for folder in ("models", "metrics")}
     store = tmp_path / "server"
     store.mkdir()

@@ -1,0 +1,341 @@
+"""Sweeps shared through a database: real worker processes, real `dvc exp run --temp` trials, a real MLflow
+store, Optuna studies in SQLite and in PostgreSQL on 127.0.0.1, and a worker killed with SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+import yaml
+
+from digitflow.sweep_dvc import clear_abandoned
+from digitflow.sweep_space import SweepConfigError, load_config, parse_metric, validate
+from digitflow.tracking import run_tags
+from tests import services
+from tests.conftest import PROJECT_ROOT, make_project_copy, pipeline_env, run
+
+# Few epochs and two searched params (one per model, so every trial retrains both): a trial is one
+# `dvc exp run` of train_sklearn, train_torch, evaluate and report; the rest comes from the run-cache.
+SPACE = {
+    "study": "unused",
+    "metric": "torch.val_log_loss",
+    "trials": 1,
+    "space": {
+        "train_torch.lr": {"low": 0.001, "high": 0.1, "log": True},
+        "train_sklearn.C": {"low": 0.01, "high": 100.0, "log": True},
+    },
+    "fixed": {"train_torch.digits.epochs": 5},
+}
+QUICK_HEARTBEAT = ["--heartbeat", "2", "--grace", "8"]
+
+
+def sweep_project(root: Path) -> Path:
+    """A committed project copy whose fetch / preprocess / split are in DVC's run-cache, and a space file."""
+    project = make_project_copy(root / "project")
+    run(project, "dvc", "repro", "split")
+    (root / "space.yaml").write_text(yaml.safe_dump(SPACE))
+    return project
+
+
+def start_worker(project: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """One `python -m stages.sweep` process, leading its own process group (its dvc and stage children)."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "stages.sweep", "--config", str(project.parent / "space.yaml"), *args],
+            cwd=project,
+            env=pipeline_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def finish(workers: list[subprocess.Popen[bytes]], logs: list[Path], timeout: float = 1200) -> list[int]:
+    deadline = time.time() + timeout
+    codes = []
+    for worker in workers:
+        try:
+            codes.append(worker.wait(timeout=max(1.0, deadline - time.time())))
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            codes.append(worker.wait())
+    return codes
+
+
+def tail(logs: list[Path]) -> str:
+    return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in logs)
+
+
+def experiments(project: Path) -> dict[str, str]:
+    """DVC experiment name -> its commit, from the refs `dvc exp run` leaves."""
+    listing = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps/"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    return {ref.rsplit("/", 1)[1]: rev for ref, rev in (line.split() for line in listing if line)}
+
+
+def committed_json(project: Path, rev: str, path: str) -> dict:
+    return json.loads(
+        subprocess.run(["git", "show", f"{rev}:{path}"], cwd=project, capture_output=True, text=True, check=True).stdout
+    )
+
+
+def study_runs(project: Path, study: str) -> list:
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("digitflow")
+    return client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`digitflow.sweep.study` = '{study}'", max_results=1000
+    )
+
+
+# --- checked before any work ------------------------------------------------------------------------
+
+
+def test_a_test_metric_is_refused_before_any_work(tmp_path: Path) -> None:
+    project = make_project_copy(tmp_path / "project")
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPACE))
+    log = tmp_path / "refused.log"
+    worker = start_worker(project, log, "--metric", "torch.test_accuracy", "--trials", "2")
+    assert worker.wait(timeout=120) == 1
+    output = log.read_text()
+    assert "torch.test_accuracy is reported, not used" in output
+    assert "Use torch.val_accuracy" in output
+    assert "Traceback" not in output
+    assert not (project / "optuna.db").exists()
+    assert experiments(project) == {}
+
+
+def test_space_values_are_checked_against_params_yaml(tmp_path: Path) -> None:
+    space = {
+        **SPACE,
+        "space": {"train_torch.lr": {"low": 0, "high": 1}, "train_torch.optimizer": {"choices": ["adam", "rmsprop"]}},
+    }
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+    config = load_config(tmp_path / "space.yaml")
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    with pytest.raises(SweepConfigError) as error:
+        validate(config, params)
+    message = str(error.value)
+    assert "train_torch.lr: 0 is not accepted" in message
+    assert "train_torch.optimizer: 'rmsprop' is not accepted" in message
+    assert parse_metric("sklearn.val_accuracy").direction == "maximize"
+    assert parse_metric("torch.val_log_loss").direction == "minimize"
+
+
+def test_trial_runs_are_tagged_with_the_study_and_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    tags = run_tags("train_torch", "digits", {"DIGITFLOW_SWEEP_STUDY": "tune", "DIGITFLOW_SWEEP_TRIAL": "3"})
+    assert tags["digitflow.sweep.study"] == "tune"
+    assert tags["digitflow.sweep.trial"] == "3"
+    assert "digitflow.sweep.study" not in run_tags("train_torch", "digits", {})
+
+
+def abandoned_copy(root: Path, name: str, pid: int) -> Path:
+    """What a `dvc exp run --temp` killed mid-run leaves: its info file and its temporary copy."""
+    temp = root / ".dvc/tmp/exps/standalone" / f"tmp-{name}"
+    (temp / ".dvc/tmp").mkdir(parents=True)
+    (temp / ".dvc/tmp/lock").write_text(f" {pid}\n")
+    info = {"location": "tempdir", "root_dir": str(temp), "name": name, "status": 1}
+    for folder in (root / ".dvc/tmp/exps/run" / name, root / ".dvc/tmp/exps/standalone/run" / name):
+        folder.mkdir(parents=True)
+        (folder / f"{name}.run").write_text(json.dumps(info))
+    return temp
+
+
+def test_only_dead_copies_of_failed_trials_are_cleared(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed = abandoned_copy(tmp_path, "s-1", dead.pid)
+    alive = abandoned_copy(tmp_path, "s-2", os.getpid())  # failed in the study, but its dvc still runs
+    other = abandoned_copy(tmp_path, "s-3", dead.pid)  # not a failed trial
+    assert clear_abandoned(tmp_path, {"s-1", "s-2"}) == ["s-1"]
+    assert not killed.exists()
+    assert not (tmp_path / ".dvc/tmp/exps/run/s-1").exists()
+    assert not (tmp_path / ".dvc/tmp/exps/standalone/run/s-1").exists()
+    assert alive.exists()
+    assert other.exists()
+
+
+# --- one machine: SQLite storage, two workers -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("local-sweep")
+    project = sweep_project(root)
+    logs = [root / f"worker-{i}.log" for i in range(2)]
+    workers = [start_worker(project, log, "--study", "local", "--trials", "6", *QUICK_HEARTBEAT) for log in logs]
+    codes = finish(workers, logs)
+    assert codes == [0, 0], tail(logs)
+    return project, [log.read_text() for log in logs]
+
+
+@pytest.mark.e2e
+def test_two_workers_share_six_trials(local_sweep: tuple[Path, list[str]]) -> None:
+    project, outputs = local_sweep
+    study = optuna.load_study(study_name="local", storage=f"sqlite:///{project / 'optuna.db'}")
+    trials = study.get_trials()
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 6
+    # A trial beyond the total (two workers asking at the same instant) is pruned before it runs anything.
+    assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    assert all("dvc_experiment" not in t.user_attrs for t in trials if t.state.name == "PRUNED")
+
+    exps = experiments(project)
+    assert set(exps) == {f"local-{t.number}" for t in complete}
+    shown = run(project, "dvc", "exp", "show", "--json").stdout
+    assert all(f'"name": "local-{t.number}"' in shown for t in complete)
+
+    runs = study_runs(project, "local")
+    assert len(runs) == 12
+    assert all(r.info.status == "FINISHED" for r in runs)
+    by_trial = sorted((r.data.tags["digitflow.sweep.trial"], r.data.tags["digitflow.stage"]) for r in runs)
+    assert by_trial == sorted((str(t.number), stage) for t in complete for stage in ("train_sklearn", "train_torch"))
+    assert all(r.data.tags["dvc.exp_name"] == f"local-{r.data.tags['digitflow.sweep.trial']}" for r in runs)
+    # Both workers ran trials.
+    assert all("Ran experiment(s): local-" in output for output in outputs)
+
+
+@pytest.mark.e2e
+def test_the_objective_is_the_validation_metric_and_the_test_metric_is_only_reported(
+    local_sweep: tuple[Path, list[str]],
+) -> None:
+    project, outputs = local_sweep
+    study = optuna.load_study(study_name="local", storage=f"sqlite:///{project / 'optuna.db'}")
+    exps = experiments(project)
+    for trial in study.get_trials(states=[optuna.trial.TrialState.COMPLETE]):
+        rev = exps[f"local-{trial.number}"]
+        val = committed_json(project, rev, "metrics/train_torch.json")
+        test = committed_json(project, rev, "metrics/evaluate.json")["torch"]
+        assert trial.value == pytest.approx(val["val_log_loss"])
+        assert trial.value != pytest.approx(test["test_log_loss"])
+        assert trial.user_attrs["test_log_loss"] == pytest.approx(test["test_log_loss"])
+        assert trial.params["train_torch.lr"] == pytest.approx(
+            yaml.safe_load(
+                subprocess.run(
+                    ["git", "show", f"{rev}:params.yaml"], cwd=project, capture_output=True, text=True, check=True
+                ).stdout
+            )["train_torch"]["lr"]
+        )
+    best = study.best_trial
+    assert best.value == min(t.value for t in study.get_trials(states=[optuna.trial.TrialState.COMPLETE]))
+    summary = outputs[0][outputs[0].index("study local:") :]
+    assert f"best trial: {best.number} (DVC experiment local-{best.number}" in summary
+    assert "torch.test_log_loss" in summary
+    assert "reported, not used" in summary
+    assert f"dvc exp apply local-{best.number}" in summary
+
+
+@pytest.mark.e2e
+def test_apply_writes_the_best_params_to_params_yaml(local_sweep: tuple[Path, list[str]]) -> None:
+    project, _ = local_sweep
+    study = optuna.load_study(study_name="local", storage=f"sqlite:///{project / 'optuna.db'}")
+    comment = "# Every setting of the pipeline"
+    assert comment in (project / "params.yaml").read_text()
+    log = project.parent / "apply.log"
+    assert start_worker(project, log, "--study", "local", "--trials", "6", "--apply").wait(timeout=120) == 0, (
+        log.read_text()
+    )
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["train_torch"]["lr"] == pytest.approx(study.best_params["train_torch.lr"])
+    assert params["train_sklearn"]["C"] == pytest.approx(study.best_params["train_sklearn.C"])
+    assert params["train_torch"]["digits"]["epochs"] == 5
+    assert comment in (project / "params.yaml").read_text()
+    assert len(optuna.load_study(study_name="local", storage=f"sqlite:///{project / 'optuna.db'}").get_trials()) == len(
+        study.get_trials()
+    )  # applying ran no trial
+
+
+@pytest.mark.e2e
+def test_joining_a_study_with_another_metric_is_refused(local_sweep: tuple[Path, list[str]]) -> None:
+    project, _ = local_sweep
+    log = project.parent / "other-metric.log"
+    worker = start_worker(project, log, "--study", "local", "--trials", "7", "--metric", "sklearn.val_log_loss")
+    assert worker.wait(timeout=120) == 1
+    assert "study 'local' optimises torch.val_log_loss, not sklearn.val_log_loss" in log.read_text()
+    study = optuna.load_study(study_name="local", storage=f"sqlite:///{project / 'optuna.db'}")
+    assert len(study.get_trials(states=[optuna.trial.TrialState.COMPLETE])) == 6
+
+
+# --- three workers on PostgreSQL, one of them killed mid-trial ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    with services.postgres_database("digitflow_sweep") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def killed_sweep(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> tuple[Path, optuna.Study]:
+    root = tmp_path_factory.mktemp("pg-sweep")
+    project = sweep_project(root)
+    args = ["--study", "shared", "--storage", postgres_url, "--trials", "3", *QUICK_HEARTBEAT]
+    logs = [root / f"worker-{i}.log" for i in range(3)]
+    workers = [start_worker(project, log, *args) for log in logs]
+    study = None
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            study = optuna.load_study(study_name="shared", storage=postgres_url)
+        except KeyError:
+            time.sleep(1)
+            continue
+        if len(study.get_trials(states=[optuna.trial.TrialState.RUNNING])) == 3:
+            break
+        time.sleep(1)
+    assert study is not None, tail(logs)
+    time.sleep(10)  # well inside its trial: `dvc exp run` has started the stages
+    os.killpg(workers[0].pid, signal.SIGKILL)  # the worker and its dvc and stage processes, like a lost machine
+    codes = finish(workers, logs)
+    assert codes[0] == -signal.SIGKILL
+    assert codes[1:] == [0, 0], tail(logs)
+    return project, optuna.load_study(study_name="shared", storage=postgres_url)
+
+
+@pytest.mark.e2e
+def test_three_workers_on_postgres_account_for_every_trial(killed_sweep: tuple[Path, optuna.Study]) -> None:
+    project, study = killed_sweep
+    trials = study.get_trials()
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 3
+    assert {t.state.name for t in trials} <= {"COMPLETE", "FAIL", "PRUNED"}  # nothing RUNNING or WAITING
+    assert set(experiments(project)) >= {f"shared-{t.number}" for t in complete}
+    runs = study_runs(project, "shared")
+    assert "RUNNING" not in {r.info.status for r in runs}
+    finished = sorted(
+        (r.data.tags["digitflow.sweep.trial"], r.data.tags["digitflow.stage"])
+        for r in runs
+        if r.info.status == "FINISHED"
+    )
+    assert finished == sorted((str(t.number), stage) for t in complete for stage in ("train_sklearn", "train_torch"))
+
+
+@pytest.mark.e2e
+def test_a_worker_killed_mid_trial_leaves_it_failed_and_retried(killed_sweep: tuple[Path, optuna.Study]) -> None:
+    project, study = killed_sweep
+    failed = [t for t in study.get_trials() if t.state.name == "FAIL"]
+    assert len(failed) == 1
+    retried = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == failed[0].number]
+    assert len(retried) == 1
+    assert retried[0].state.name == "COMPLETE"
+    assert retried[0].params == failed[0].params  # the same point of the space, run again by a live worker
+    assert f"shared-{failed[0].number}" not in experiments(project)
+    # DVC would list the killed `dvc exp run --temp` as Running for ever; the sweep removed its copy.
+    shown = run(project, "dvc", "exp", "show", "--json").stdout
+    assert f'"name": "shared-{failed[0].number}"' not in shown
+    assert f'"name": "shared-{retried[0].number}"' in shown
+    assert not list((project / ".dvc" / "tmp" / "exps" / "standalone").glob("tmp*"))
