@@ -205,7 +205,7 @@ def load_config(path: Path, **overrides: Any) -> SweepConfig:
 
 
 def parse_assignment(text: str) -> tuple[str, Scalar]:
-    """``train_torch.digits.epochs=5`` -> ``("train_torch.digits.epochs", 5)``, the value read as YAML like ``dvc exp run -S``."""
+    """``train_torch.lr=0.01`` -> ``("train_torch.lr", 0.01)``, the value read as YAML like ``dvc exp run -S``."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise SweepConfigError(f"-S {text!r}: expected <section>.<key>=<value>, e.g. train_torch.digits.epochs=5")
