@@ -134,6 +134,9 @@ def test_pipeline_logs_both_runs_to_the_server(stack: Stack, team_project: Path,
         (tmp_path / model).mkdir()
         matrix = Path(client.download_artifacts(run_id, "test_confusion_matrix.json", str(tmp_path / model)))
         assert sum(map(sum, json.loads(matrix.read_text())["matrix"])) == 414, "digits' 414 test images"
+        # The registry works on the server as on the embedded store: a version per run, test metrics on it.
+        (version,) = client.search_model_versions(f"name = 'digitflow-{model}' and run_id = '{run_id}'")
+        assert float(version.tags["test_accuracy"]) == pytest.approx(evaluated[model]["test_accuracy"])
     model = mlflow.sklearn.load_model(f"runs:/{run_ids(team_project)['sklearn']}/model")
     assert hasattr(model, "predict_proba")
     s3 = boto3.client(
