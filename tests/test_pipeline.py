@@ -340,7 +340,7 @@ def test_reevaluating_an_unchanged_model_adds_nothing_to_its_run(digits_project:
     c = yaml.safe_load((digits_project / "params.yaml").read_text())["train_sklearn"]["C"]
     set_params(digits_project, train_sklearn={"C": c * 0.7})
     result = run(digits_project, "dvc", "repro")
-    assert stages_run(result.stdout) == ["train_sklearn", "evaluate", "report"]
+    assert stages_run(result.stdout) == ["validate", "train_sklearn", "evaluate", "report"]
     assert run_snapshot(client, torch_run) == before
     set_params(digits_project, train_sklearn={"C": c})
     run(digits_project, "dvc", "repro")
