@@ -26,7 +26,7 @@ from tests.conftest import PROJECT_ROOT
         (paths.FEATURES_FILE, "preprocess", True),
         (paths.SPLIT_INDICES_FILE, "split", True),
         (paths.TORCH_MODEL_FILE, "train_torch", True),
-        (paths.run_info_file("sklearn"), "train_sklearn", True),
+        (paths.training_record_file("sklearn"), "train_sklearn", True),
         (paths.EVALUATE_METRICS_FILE, "evaluate", False),
         (paths.TORCH_HISTORY_FILE, "train_torch", False),
     ],

@@ -18,7 +18,6 @@ DVC = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
 STAGES = DVC["stages"]
 PER_MODEL = (
     paths.model_dir,
-    paths.run_info_file,
     paths.model_card_file,
     paths.training_record_file,
     paths.coef_file,
@@ -134,6 +133,7 @@ def test_stage_params_exist(name):
         if isinstance(param, dict) and next(iter(param.values())) is None:
             # `- params.yaml:` tracks every param of that file (the validate stage).
             assert entry_path(param) == paths.PARAMS_FILE.as_posix()
+            continue
         if isinstance(param, dict):  # another params file: an output of an earlier stage
             path = entry_path(param)
             producer = next((stage for out, stage in stage_outputs().items() if inside(path, out)), None)
