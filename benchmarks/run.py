@@ -275,7 +275,7 @@ def bench_sklearn(mnist: dict[str, Any], params: Params, train_rows: np.ndarray)
             "features": "pixels / 255, float64"
             if name == "defaults"
             else f"raw float32, {params.train_sklearn.scaling} in the model",
-            "settings": model.get_params(),
+            "settings": fitted.get_params(),
         }
         log(f"sklearn {name}: {seconds:.2f} s, test accuracy {results[name]['test_accuracy']:.4f}")
     results["n_train"] = len(train_rows)
