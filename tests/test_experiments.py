@@ -195,7 +195,7 @@ def check_sweep(project: Path) -> None:
 
     # The README's `dvc exp show` (a wide terminal, as its table needs): the columns it promises, and
     # for each experiment of the grid the MLflow runs that trained (or first trained) its two models.
-    table = run(project, "bash", "-c", readme_command("dvc exp show"), COLUMNS="250").stdout
+    table = run(project, "bash", "-c", readme_command("dvc exp show --sort-by"), COLUMNS="250").stdout
     header = next(line for line in table.splitlines() if "Experiment" in line).split()
     assert sorted(header) == sorted(README_SWEEP_COLUMNS), table
     rows = [line.split()[1:] for line in table.splitlines() if re.match(r"\s*[├└]── ", line)]
