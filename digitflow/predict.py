@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from digitflow import paths
+from digitflow.artifacts import read, reading
 from digitflow.errors import DigitflowError
 from digitflow.io import read_json
 
@@ -69,16 +70,15 @@ def read_images(files: Sequence[Path], card: ModelCard) -> np.ndarray:
 def local_predictor(model: str) -> tuple[Predictor, ModelCard]:
     """A model trained by the pipeline, from ``models/``: probabilities of raw-pixel rows."""
     card_file = paths.model_card_file(model)
-    if not card_file.exists():
-        raise DigitflowError(f"{card_file} not found: train the model first (`dvc repro`) or `dvc checkout`")
-    card = ModelCard.from_dict(read_json(card_file))
+    with reading(card_file):  # missing or damaged: one message with the repair (dvc checkout / repro)
+        card = ModelCard.from_dict(read_json(card_file))
     if model == "sklearn":
         from digitflow.sklearn_model import load_model
 
-        return load_model(paths.SKLEARN_MODEL_FILE).predict_proba, card
+        return read(paths.SKLEARN_MODEL_FILE, load_model).predict_proba, card
     from digitflow.torch_model import load_model, predict_proba
 
-    net = load_model(paths.TORCH_MODEL_FILE, card.image_shape[0] * card.image_shape[1])
+    net = read(paths.TORCH_MODEL_FILE, load_model, card.image_shape[0] * card.image_shape[1])
     return (lambda rows: predict_proba(net, rows)), card
 
 
