@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from digitflow.tracking import process_alive
 
 log = logging.getLogger(__name__)
 EXPS_TMP = Path(".dvc") / "tmp" / "exps"
@@ -46,16 +47,6 @@ def read_experiment(root: Path, baseline: str, name: str, relative: Path) -> Any
     return json.loads(git(root, "show", f"{ref}:{relative.as_posix()}"))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _lock_holder(temp: Path) -> int | None:
     try:
         return int((temp / ".dvc" / "tmp" / "lock").read_text().strip())
@@ -76,7 +67,7 @@ def clear_abandoned(root: Path, failed: Collection[str]) -> list[str]:
         if info.get("location") != "tempdir" or info.get("name") not in failed or standalone not in temp.parents:
             continue
         pid = _lock_holder(temp)
-        if pid is None or _alive(pid):
+        if pid is None or process_alive(pid):
             continue
         shutil.rmtree(temp, ignore_errors=True)
         shutil.rmtree(standalone / "run" / info_file.parent.name, ignore_errors=True)

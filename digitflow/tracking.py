@@ -114,7 +114,8 @@ def prepare_experiment(name: str, uri: str | None = None) -> str:
     return experiment_id
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (another user's counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -130,7 +131,7 @@ def _fail_orphaned_runs(client: Any, experiment_id: str) -> None:
     for run in running:
         tags = run.data.tags
         pid = tags.get(TAG_PREFIX + "pid")
-        if tags.get(TAG_PREFIX + "host") == host and pid and not _process_alive(int(pid)):
+        if tags.get(TAG_PREFIX + "host") == host and pid and not process_alive(int(pid)):
             log.warning("marking MLflow run %s failed: its process %s is gone", run.info.run_id, pid)
             client.set_terminated(run.info.run_id, status="FAILED")
 
