@@ -56,14 +56,19 @@ def test_preprocess_writes_raw_pixels_only(project: Path) -> None:
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_registered_pyfunc_reproduces_evaluate_from_raw_pixels(project: Path, model: str) -> None:
+def test_registered_pyfunc_reproduces_evaluate_from_raw_pixels(
+    project: Path, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     features, labels = raw_test_set(project)
     versions = client(project).search_model_versions(f"name = 'digitflow-{model}'")
     assert [str(v.version) for v in versions] == ["1"]
     # The version carries the run's test metrics.
     metrics = json.loads((project / "metrics/evaluate.json").read_text())[model]
     assert float(versions[0].tags["test_accuracy"]) == pytest.approx(metrics["test_accuracy"])
-    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    # `models:/` URIs resolve through the tracking URI; monkeypatch puts the environment back afterwards
+    # (mlflow.set_tracking_uri would leave MLFLOW_TRACKING_URI set for every later test's subprocesses).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", None)
     pyfunc = mlflow.pyfunc.load_model(f"models:/digitflow-{model}/1")
     proba = np.asarray(pyfunc.predict(features))
     assert proba.shape == (len(features), 10)
