@@ -1,22 +1,24 @@
 """Speed benchmark: digitflow against the obvious alternatives, side by side, in one run on this machine.
 
-    python benchmarks/run.py            # full: MNIST, 5 notebook epochs, every `dvc repro` scenario
-    python benchmarks/run.py --quick    # smoke: 1 notebook epoch, sklearn on a subset, digits stages only,
-                                        # no `dvc repro`
+    python benchmarks/run.py            # full: MNIST, 5 notebook epochs, every pipeline scenario (~15 min)
+    python benchmarks/run.py --quick    # smoke: 1 notebook epoch, sklearn on a subset, the import floor,
+                                        # a params error and the digits stages alone; no `dvc repro`
 
 Prints a Markdown table and writes every figure to ``benchmarks/results.json`` (``--output``):
 
 1. the reference PyTorch notebook: torchvision MNIST with a per-image ``ToTensor`` transform,
    ``DataLoader`` batch 128, ``nn.Linear(784, 10)``, SGD lr 0.001: seconds per epoch, test accuracy;
-2. digitflow's ``train_logistic_regression`` (MNIST settings below) on the same data: time to reach
-   92% and 92.5% test accuracy and the notebook's own final accuracy, final accuracy;
+2. digitflow's ``train_logistic_regression`` (MNIST settings, the stage's thread count) on the same
+   data: time to reach 92% and 92.5% test accuracy and the notebook's own final accuracy, final
+   accuracy; then the same training beside processes that keep every core busy;
 3. scikit-learn's defaults (``LogisticRegression(max_iter=1000)`` on pixels / 255) against our
    ``train_sklearn`` settings on standardised features: fit time, test accuracy;
-4. the pipeline: ``dvc repro`` on MNIST from a clean copy of the project (local HTTP mirror), on
-   digits, a no-op ``dvc repro`` and one after a ``train_torch`` param change: wall time each;
-5. MLflow's share of each stage's wall time, 6. each stage's peak resident memory: every stage is run
-   once more, alone, through ``benchmarks/stage_probe.py`` (see there what counts as MLflow time).
+4. the pipeline (``benchmarks/pipeline_bench.py``): the import floor, ``dvc repro`` from clean on digits
+   and MNIST (local HTTP mirror), the no-op, one after a ``train_torch`` change, a params error, each
+   stage alone (wall, CPU, peak RSS, MLflow's share, through ``benchmarks/stage_probe.py``), and
+   ``dvc queue`` with 1 and 2 workers.
 
+The targets and the table are in ``benchmarks/targets.py``.
 Everything runs in temporary copies of the project (``git ls-files``, as a fresh clone); the MNIST files
 come from ``--mnist-dir`` (default ``../shared/data/mnist``) and are never copied into the project.
 """
@@ -32,6 +34,8 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,74 +46,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from digitflow import testing  # noqa: E402
+from benchmarks.pipeline_bench import bench_pipeline, log  # noqa: E402
+from benchmarks.targets import check_targets, first_reaching, markdown  # noqa: E402
 from digitflow.params import Params, parse_params  # noqa: E402
-from digitflow.testing import serve_folder, set_params  # noqa: E402
+from digitflow.testing import serve_folder  # noqa: E402
 
 DEFAULT_MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results.json"
-PROBE = ROOT / "benchmarks" / "stage_probe.py"
-STAGES = ("fetch", "preprocess", "split", "train_sklearn", "train_torch", "evaluate", "report")
 
 NOTEBOOK = {"batch_size": 128, "lr": 0.001}
 ACCURACY_MARKS = (0.92, 0.925)
-
-# Targets on two CPU cores.
-TARGETS = {
-    "torch_accuracy": 0.925,
-    "torch_train_seconds": 3.0,
-    "torch_speedup_vs_notebook": 20.0,
-    "sklearn_accuracy": 0.925,
-    "sklearn_fit_fraction_of_defaults": 0.1,
-    "repro_mnist_clean_seconds": 45.0,
-    "repro_digits_clean_seconds": 15.0,
-    "repro_noop_seconds": 1.5,
-    "mlflow_share_of_training_stage": 0.10,
-    "stage_peak_rss_mb": 1536.0,
-}
-
-
-def log(message: str) -> None:
-    print(f"[benchmark] {message}", file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------------------------------------
-# Project copies, commands and the MNIST mirror
-
-
-def make_project_copy(destination: Path, **sections: dict[str, Any]) -> Path:
-    """A fresh clone-like copy of the project, committed, with ``sections`` merged into params.yaml."""
-    return testing.make_project_copy(ROOT, destination, **sections)
-
-
-def command_env(**extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("DVC_", "PYTEST_"))}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", **extra)
-    return env
-
-
-def timed_command(cwd: Path, command: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run ``command``; its wall time, output, and ``ru_maxrss`` (which on Linux also counts the RSS of
-    this process at fork time, so the probe's own ``VmHWM`` is preferred)."""
-    with tempfile.TemporaryFile() as output:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        output.seek(0)
-        text = output.read().decode(errors="replace")
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited {process.returncode} in {cwd}:\n{text[-4000:]}")
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "output": text}
-
-
-def dvc_repro(project: Path, env: dict[str, str]) -> dict[str, Any]:
-    result = timed_command(project, ["dvc", "repro"], env)
-    ran = [line.split("'")[1] for line in result["output"].splitlines() if line.startswith("Running stage '")]
-    return {"seconds": round(result["seconds"], 2), "stages_run": ran}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -132,14 +78,6 @@ def prepare_mnist(workdir: Path, mirror: str, params: Params) -> dict[str, Any]:
 
 def accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(predicted) == np.asarray(labels)).mean())
-
-
-def first_reaching(curve: list[dict[str, float]], mark: float) -> float | None:
-    """Cumulative seconds at the first epoch whose test accuracy reaches ``mark``, else None."""
-    for point in curve:
-        if point["test_accuracy"] >= mark:
-            return point["seconds"]
-    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,10 +144,27 @@ def bench_notebook(root: Path, epochs: int) -> dict[str, Any]:
 # 2. digitflow's trainer
 
 
+@contextmanager
+def busy_cores(n: int) -> Iterator[None]:
+    """``n`` processes spinning on the CPU for the duration: the "busy machine" of the targets."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
 def bench_train_torch(mnist: dict[str, Any], params: Params, train_rows: np.ndarray) -> dict[str, Any]:
     import torch
+    import torch._dynamo  # as stages/train_torch.py: the first optimizer's import is not training
 
+    from digitflow.determinism import set_torch_threads
     from digitflow.torch_model import train_logistic_regression
+
+    set_torch_threads(params.train_torch.threads)  # as the stage does
 
     features, labels, split = mnist["features"], mnist["labels"], mnist["split"]
     x_test = torch.as_tensor(features[split.test])
@@ -235,6 +190,7 @@ def bench_train_torch(mnist: dict[str, Any], params: Params, train_rows: np.ndar
     total = time.perf_counter() - started - excluded[0]
     log(f"train_torch: {total:.2f} s, test accuracy {curve[-1]['test_accuracy']:.4f}")
     return {
+        "threads": torch.get_num_threads(),
         "params": params.train_torch.model_dump(),
         "n_train": len(train_rows),
         "train_seconds": round(total, 3),
@@ -243,6 +199,15 @@ def bench_train_torch(mnist: dict[str, Any], params: Params, train_rows: np.ndar
         "seconds_to": {str(mark): first_reaching(curve, mark) for mark in ACCURACY_MARKS},
         "curve": curve,
     }
+
+
+def bench_train_torch_busy(mnist: dict[str, Any], params: Params, train_rows: np.ndarray) -> dict[str, Any]:
+    """The same training while two other processes keep both cores busy."""
+    cores = os.cpu_count() or 2
+    with busy_cores(cores):
+        busy = bench_train_torch(mnist, params, train_rows)
+    log(f"train_torch beside {cores} busy processes: {busy['train_seconds']:.2f} s")
+    return {"busy_processes": cores, "train_seconds": busy["train_seconds"], "threads": busy["threads"]}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -284,208 +249,6 @@ def bench_sklearn(mnist: dict[str, Any], params: Params, train_rows: np.ndarray)
 
 
 # --------------------------------------------------------------------------------------------------
-# 4-6. The pipeline
-
-
-def probe_stages(project: Path, env: dict[str, str], stages: tuple[str, ...]) -> dict[str, Any]:
-    """Run each stage alone, in order, through the probe: wall time, peak RSS, MLflow seconds."""
-    rows = {}
-    for stage in stages:
-        out = project / f".probe-{stage}.json"
-        result = timed_command(project, [sys.executable, str(PROBE), f"stages.{stage}", str(out)], env)
-        probe = json.loads(out.read_text())
-        out.unlink()
-        rows[stage] = {
-            "seconds": round(result["seconds"], 2),
-            "peak_rss_mb": round(probe["peak_rss_mb"] or result["peak_rss_mb"], 1),
-            "mlflow_seconds": round(probe["mlflow_seconds"], 2),
-            "mlflow_import_seconds": round(probe["mlflow_import_seconds"], 2),
-            "mlflow_share": round(probe["mlflow_seconds"] / result["seconds"], 3),
-            "mlflow_calls": probe["mlflow_calls"],
-            "mlflow_seconds_by_call": probe["mlflow_seconds_by_call"],
-        }
-        log(f"stage {stage}: {rows[stage]['seconds']:.1f} s, {rows[stage]['peak_rss_mb']:.0f} MB")
-    return rows
-
-
-def bench_pipeline(workdir: Path, mirror: str, quick: bool) -> dict[str, Any]:
-    env = command_env(DIGITFLOW_MNIST_MIRRORS=mirror)
-    results: dict[str, Any] = {}
-    if quick:
-        digits = make_project_copy(workdir / "digits")
-        results["digits_stages"] = probe_stages(digits, env, STAGES[:5])
-        return results
-
-    mnist = make_project_copy(workdir / "mnist", data={"dataset": "mnist"})
-    results["repro_mnist_clean"] = dvc_repro(mnist, env)
-    log(f"dvc repro MNIST from clean: {results['repro_mnist_clean']['seconds']} s")
-    results["repro_mnist_noop"] = dvc_repro(mnist, env)
-    seed = yaml.safe_load((mnist / "params.yaml").read_text())["train_torch"]["seed"]
-    set_params(mnist, train_torch={"seed": seed + 1})
-    results["repro_mnist_train_torch_param_change"] = dvc_repro(mnist, env)
-    log(f"dvc repro after a train_torch change: {results['repro_mnist_train_torch_param_change']['seconds']} s")
-
-    digits = make_project_copy(workdir / "digits")
-    results["repro_digits_clean"] = dvc_repro(digits, env)
-    log(f"dvc repro digits from clean: {results['repro_digits_clean']['seconds']} s")
-    results["repro_digits_noop"] = dvc_repro(digits, env)
-
-    results["mnist_stages"] = probe_stages(mnist, env, STAGES)
-    results["digits_stages"] = probe_stages(digits, env, STAGES)
-    return results
-
-
-# --------------------------------------------------------------------------------------------------
-# Targets and the table
-
-
-def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    torch_run, notebook, sk = results["train_torch"], results["notebook"], results["sklearn"]
-    pipeline = results["pipeline"]
-    to_notebook = first_reaching(torch_run["curve"], notebook["final_test_accuracy"])
-    speedup = notebook["train_seconds"] / to_notebook if to_notebook else None
-    results["train_torch"]["seconds_to_notebook_accuracy"] = to_notebook
-    results["train_torch"]["speedup_vs_notebook"] = round(speedup, 1) if speedup else None
-
-    def target(name: str, goal: str, measured: Any, met: bool | None) -> dict[str, Any]:
-        return {"name": name, "target": goal, "measured": measured, "met": met}
-
-    rows = [
-        target(
-            "train_torch MNIST test accuracy",
-            f">= {TARGETS['torch_accuracy']}",
-            round(torch_run["final_test_accuracy"], 4),
-            torch_run["final_test_accuracy"] >= TARGETS["torch_accuracy"],
-        ),
-        target(
-            "train_torch training seconds",
-            f"<= {TARGETS['torch_train_seconds']}",
-            torch_run["train_seconds"],
-            torch_run["train_seconds"] <= TARGETS["torch_train_seconds"],
-        ),
-        target(
-            "train_torch speed-up to the notebook's final accuracy",
-            f">= {TARGETS['torch_speedup_vs_notebook']}x",
-            results["train_torch"]["speedup_vs_notebook"],
-            bool(speedup and speedup >= TARGETS["torch_speedup_vs_notebook"]),
-        ),
-        target(
-            "train_sklearn MNIST test accuracy",
-            f">= {TARGETS['sklearn_accuracy']}",
-            round(sk["ours"]["test_accuracy"], 4),
-            sk["ours"]["test_accuracy"] >= TARGETS["sklearn_accuracy"],
-        ),
-        target(
-            "train_sklearn fit / sklearn defaults' fit",
-            f"<= {TARGETS['sklearn_fit_fraction_of_defaults']}",
-            sk["fit_ratio"],
-            sk["fit_ratio"] <= TARGETS["sklearn_fit_fraction_of_defaults"],
-        ),
-    ]
-    for key, name, limit in (
-        ("repro_mnist_clean", "dvc repro MNIST from clean (s)", "repro_mnist_clean_seconds"),
-        ("repro_digits_clean", "dvc repro digits from clean (s)", "repro_digits_clean_seconds"),
-        ("repro_mnist_noop", "no-op dvc repro (s)", "repro_noop_seconds"),
-    ):
-        seconds = pipeline.get(key, {}).get("seconds")
-        met = None if seconds is None else seconds <= TARGETS[limit]
-        rows.append(target(name, f"<= {TARGETS[limit]}", seconds, met))
-    stage_sets = [value for key, value in pipeline.items() if key.endswith("_stages")]
-    shares = [s[t]["mlflow_share"] for s in stage_sets for t in ("train_sklearn", "train_torch") if t in s]
-    peaks = [row["peak_rss_mb"] for s in stage_sets for row in s.values()]
-    for name, goal, values, limit in (
-        (
-            "MLflow share of a training stage (worst)",
-            f"<= {TARGETS['mlflow_share_of_training_stage']:.0%}",
-            shares,
-            TARGETS["mlflow_share_of_training_stage"],
-        ),
-        ("peak RSS of any stage (MB)", f"<= {TARGETS['stage_peak_rss_mb']:.0f}", peaks, TARGETS["stage_peak_rss_mb"]),
-    ):
-        worst = max(values) if values else None
-        rows.append(target(name, goal, worst, None if worst is None else worst <= limit))
-    return rows
-
-
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def markdown(results: dict[str, Any]) -> str:
-    nb, ours, sk, pipeline = results["notebook"], results["train_torch"], results["sklearn"], results["pipeline"]
-    mode = "quick (smoke) mode, subsets" if results["quick"] else "full mode"
-    lines = [
-        f"Measured {results['started']} on {results['machine']['cpus']} CPU cores ({mode}); "
-        f"load average {results['machine']['loadavg_before']} before, {results['machine']['loadavg_after']} after.",
-        "",
-        "| Training (MNIST) | images | s / epoch | training s | test accuracy | ratio |",
-        "|---|---|---|---|---|---|",
-        f"| Reference notebook: ToTensor + DataLoader(128), SGD lr 0.001, {nb['epochs']} epochs | {nb['n_train']} "
-        f"| {_fmt(nb['seconds_per_epoch'])} | {_fmt(nb['train_seconds'])} | {nb['final_test_accuracy']:.4f} | 1x |",
-        f"| digitflow train_torch ({_torch_settings(ours['params'])}) | {ours['n_train']} "
-        f"| {_fmt(ours['seconds_per_epoch'])} | {_fmt(ours['train_seconds'])} | {ours['final_test_accuracy']:.4f} "
-        f"| {_fmt(ours.get('speedup_vs_notebook'), 1)}x faster to the notebook's accuracy "
-        f"({_fmt(ours.get('seconds_to_notebook_accuracy'))} s) |",
-        f"| train_torch: time to 92% / 92.5% test accuracy | | | {_fmt(ours['seconds_to']['0.92'])} / "
-        f"{_fmt(ours['seconds_to']['0.925'])} | | |",
-        f"| scikit-learn defaults: LogisticRegression(max_iter=1000), pixels/255 | {sk['n_train']} | "
-        f"{sk['defaults']['n_iter']} iterations | {_fmt(sk['defaults']['fit_seconds'])} | "
-        f"{sk['defaults']['test_accuracy']:.4f} | 1x |",
-        f"| digitflow train_sklearn ({_sk_settings(sk['ours']['settings'])}, standardised) | {sk['n_train']} | "
-        f"{sk['ours']['n_iter']} iterations | {_fmt(sk['ours']['fit_seconds'])} | {sk['ours']['test_accuracy']:.4f} "
-        f"| {_fmt(sk['fit_ratio'], 3)} of the defaults' fit time |",
-        "",
-    ]
-    repro = [
-        ("`dvc repro`, MNIST, clean workspace", "repro_mnist_clean"),
-        ("`dvc repro`, digits, clean workspace", "repro_digits_clean"),
-        ("`dvc repro`, nothing changed (MNIST)", "repro_mnist_noop"),
-        ("`dvc repro`, nothing changed (digits)", "repro_digits_noop"),
-        ("`dvc repro` after one train_torch param change (MNIST)", "repro_mnist_train_torch_param_change"),
-    ]
-    if any(key in pipeline for _, key in repro):
-        lines += ["| Pipeline | wall s | stages run |", "|---|---|---|"]
-        for title, key in repro:
-            if key in pipeline:
-                lines.append(f"| {title} | {_fmt(pipeline[key]['seconds'])} | {len(pipeline[key]['stages_run'])} |")
-        lines.append("")
-    for key, title in (("mnist_stages", "MNIST"), ("digits_stages", "digits")):
-        if key not in pipeline:
-            continue
-        lines += [
-            f"| Stage alone ({title}) | wall s | peak RSS MB | MLflow s | MLflow share |",
-            "|---|---|---|---|---|",
-        ]
-        for stage, row in pipeline[key].items():
-            share = f"{row['mlflow_share']:.0%}" if row["mlflow_seconds"] else "-"
-            lines.append(
-                f"| {stage} | {_fmt(row['seconds'])} | {row['peak_rss_mb']:.0f} | {_fmt(row['mlflow_seconds'])} "
-                f"| {share} |"
-            )
-        lines.append("")
-    lines += ["| Target | goal | measured | met |", "|---|---|---|---|"]
-    for row in results["targets"]:
-        met = {True: "yes", False: "**no**", None: "not measured"}[row["met"]]
-        lines.append(f"| {row['name']} | {row['target']} | {_fmt(row['measured'], 3)} | {met} |")
-    return "\n".join(lines) + "\n"
-
-
-def _torch_settings(params: dict[str, Any]) -> str:
-    return (
-        f"{params['optimizer']} lr {params['lr']:g}, batch {params['batch_size']}, {params['epochs']} epochs, "
-        f"wd {params['weight_decay']:g}"
-    )
-
-
-def _sk_settings(settings: dict[str, Any]) -> str:
-    return f"{settings['solver']}, C {settings['C']:g}, tol {settings['tol']:g}"
-
-
-# --------------------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -522,6 +285,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         mnist = prepare_mnist(workdir, mirror, params)
         train_rows = mnist["split"].train
         results["train_torch"] = bench_train_torch(mnist, params, train_rows)
+        if not args.quick:
+            results["train_torch_busy"] = bench_train_torch_busy(mnist, params, train_rows)
         results["notebook"] = bench_notebook(mnist["root"], epochs=1 if args.quick else 5)
         # scikit-learn's defaults need ~250 lbfgs iterations on all of MNIST; quick mode fits a subset.
         results["sklearn"] = bench_sklearn(mnist, params, train_rows[:3000] if args.quick else train_rows)

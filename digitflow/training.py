@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from digitflow.data import CLASS_NAMES, DatasetMeta
+from digitflow.data import CLASS_NAMES, N_CLASSES, DatasetMeta
 from digitflow.figures import confusion_heatmap
 from digitflow.metrics import confusion, summary_metrics
 from digitflow.params import Params
@@ -72,12 +72,23 @@ def model_card(meta: DatasetMeta) -> dict[str, Any]:
 
 
 def model_log_args(model_name: str, meta: DatasetMeta, example: np.ndarray, example_proba: np.ndarray) -> dict:
-    """Arguments shared by both flavours' ``log_model``: raw-pixel signature, registry name, card."""
-    from mlflow.models import infer_signature
+    """Arguments shared by both flavours' ``log_model``: raw-pixel signature, registry name, card.
 
+    The signature is written from the contract (float32 pixel rows in, ``(n, 10)`` probabilities out,
+    in the dtype the model returns) rather than inferred, and checked against the example's prediction.
+    """
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    if example_proba.shape != (len(example), N_CLASSES):
+        raise ValueError(f"expected probabilities of shape ({len(example)}, {N_CLASSES}), got {example_proba.shape}")
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, example.shape[1]))]),
+        outputs=Schema([TensorSpec(example_proba.dtype, (-1, N_CLASSES))]),
+    )
     return {
         "name": "model",
-        "signature": infer_signature(example, example_proba),
+        "signature": signature,
         "input_example": example,
         "registered_model_name": REGISTERED_MODELS[model_name],
         "metadata": model_card(meta),

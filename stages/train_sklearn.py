@@ -57,9 +57,12 @@ def main() -> None:
         mlflow.log_metrics(metrics)
         log_confusion_matrix(val.labels, val_proba.argmax(axis=1), "val", MODEL)
         example = val.features[:5]
+        # The pickle format is chosen and documented (sklearn_model.py): MLflow's warning would repeat it.
+        logging.getLogger("mlflow.sklearn").addFilter(lambda record: "pickle or cloudpickle" not in record.getMessage())
         logged = mlflow.sklearn.log_model(
             model,
             pyfunc_predict_fn="predict_proba",
+            serialization_format="pickle",  # as models/: skops' import costs 5-7 s (sklearn_model.py)
             pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
             **model_log_args(MODEL, meta, example, model.predict_proba(example)),
         )

@@ -24,6 +24,7 @@ def main() -> None:
     import mlflow
     import pandas as pd
     import torch
+    import torch._dynamo  # the first optimizer imports it: start-up, not training time
 
     from digitflow.determinism import set_torch_threads
     from digitflow.records import write_training_outputs, write_training_record

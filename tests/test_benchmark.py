@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT, pipeline_env
 
-STAGES_IN_QUICK_MODE = ["fetch", "preprocess", "split", "train_sklearn", "train_torch"]
+STAGES_IN_QUICK_MODE = ["validate", "fetch", "preprocess", "split", "train_sklearn", "train_torch"]
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,7 @@ def test_stages_measured(quick_results: dict) -> None:
     assert list(stages) == STAGES_IN_QUICK_MODE
     for name, row in stages.items():
         assert row["seconds"] > 0, name
+        assert 0 < row["cpu_seconds"] < 2 * row["seconds"] + 1, name  # at most both cores, all the time
         assert 10 < row["peak_rss_mb"] < 16_000, name
         assert 0 <= row["mlflow_seconds"] < row["seconds"], name
         assert 0 <= row["mlflow_share"] < 1, name
@@ -89,11 +90,25 @@ def test_stages_measured(quick_results: dict) -> None:
     assert stages["fetch"]["mlflow_seconds"] == 0
 
 
+def test_import_floor_and_params_error(quick_results: dict) -> None:
+    pipeline = quick_results["pipeline"]
+    floor = pipeline["import_floor"]
+    assert floor["command"] == 'python -c "import torch, mlflow, sklearn, matplotlib"'
+    assert 0 < floor["seconds"] < 120
+    assert floor["cpu_seconds"] > 0
+    error = pipeline["params_error"]
+    assert "train_torch.lr" in error["message"], error["message"]
+    # The message comes before any heavy import: well under the four libraries' import time.
+    assert 0 < error["seconds"] < floor["seconds"] + 5
+
+
 def test_targets_are_reported(quick_results: dict) -> None:
     targets = quick_results["targets"]
-    assert len(targets) == 10
+    assert len(targets) == 12
     by_name = {row["name"]: row for row in targets}
     assert by_name["dvc repro MNIST from clean (s)"]["met"] is None  # no dvc repro in quick mode
+    assert by_name["train_torch training, busy / quiet"]["met"] is None  # nor the busy machine
+    assert by_name["params error reported (s)"]["met"] is not None
     for row in targets:
         assert row["met"] in (True, False, None)
         if row["met"] is not None:

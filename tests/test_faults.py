@@ -129,6 +129,14 @@ def test_bad_params_are_reported_before_heavy_imports(project_copy: Path, stage:
     assert imported.isdisjoint(HEAVY_MODULES), sorted(imported & set(HEAVY_MODULES))
 
 
+def test_data_stages_import_no_torch_mlflow_or_torchvision(project_copy: Path) -> None:
+    """Digits' data stages run without the libraries only the training stages need (issue "Speed")."""
+    for stage in ("validate", "fetch", "preprocess", "split"):
+        result = run(project_copy, sys.executable, "-X", "importtime", "-m", f"stages.{stage}")
+        imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
+        assert imported.isdisjoint({"torch", "torchvision", "mlflow"}), (stage, sorted(imported & set(HEAVY_MODULES)))
+
+
 def test_train_torch_reports_a_params_error_within_two_seconds(project_copy: Path) -> None:
     set_params(project_copy, train_torch={"lr": float("inf")})
     timings = []
@@ -155,7 +163,7 @@ DAMAGE = {
     "features": ("train_sklearn", "data/processed/features.npy", garbage, "damaged", "preprocess"),
     "labels": ("split", "data/processed/labels.npy", Path.unlink, "missing", "preprocess"),
     "torch model": ("evaluate", "models/torch/model.pt", garbage, "damaged", "train_torch"),
-    "sklearn model": ("evaluate", "models/sklearn/model.skops", truncate, "damaged", "train_sklearn"),
+    "sklearn model": ("evaluate", "models/sklearn/model.pkl", truncate, "damaged", "train_sklearn"),
     "run record": (
         "evaluate",
         "metrics/runs/torch.json",

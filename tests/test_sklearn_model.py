@@ -1,7 +1,10 @@
-"""digitflow.sklearn_model: params map onto LogisticRegression; skops saves and loads it without pickle."""
+"""digitflow.sklearn_model: params map onto LogisticRegression; saved and loaded as a pickled Pipeline."""
 
 from __future__ import annotations
 
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +46,9 @@ def test_build_model_defaults():
 
 def test_save_load_round_trip_gives_identical_predictions(tmp_path: Path, fitted):
     model, features, labels = fitted
-    path = tmp_path / "models" / "model.skops"
+    path = tmp_path / "models" / "model.pkl"
     save_model(model, path)
-    assert [p.name for p in path.parent.iterdir()] == ["model.skops"]
+    assert [p.name for p in path.parent.iterdir()] == ["model.pkl"]
     loaded = load_model(path)
     assert loaded is not model
     np.testing.assert_array_equal(loaded.predict_proba(features), model.predict_proba(features))
@@ -53,23 +56,10 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path: Path, fitted
     assert (loaded.predict(features) == labels).mean() > 0.9
 
 
-def test_file_is_a_skops_zip_not_a_pickle(tmp_path: Path, fitted):
-    path = tmp_path / "model.skops"
-    save_model(fitted[0], path)
-    assert path.read_bytes()[:4] == b"PK\x03\x04"
-
-
-def arbitrary_code(values):
-    return values
-
-
-def test_load_refuses_untrusted_types(tmp_path: Path):
-    import skops.io
-    from sklearn.preprocessing import FunctionTransformer
-
-    path = tmp_path / "untrusted.skops"
-    skops.io.dump(FunctionTransformer(func=arbitrary_code), path)
-    with pytest.raises(skops.io.exceptions.UntrustedTypesFoundException, match="arbitrary_code"):
+def test_load_refuses_anything_but_a_pipeline(tmp_path: Path):
+    path = tmp_path / "not_a_model.pkl"
+    path.write_bytes(pickle.dumps({"coef": [1, 2]}))
+    with pytest.raises(TypeError, match="expected a scikit-learn Pipeline, found dict"):
         load_model(path)
 
 
@@ -101,7 +91,24 @@ def test_equal_models_give_equal_file_bytes(tmp_path: Path):
 
     features, labels = load_digits(return_X_y=True)
     for name in ("a", "b"):  # two fits: new objects, new Python ids
-        save_model(build_model(TrainSklearnParams(max_iter=50)).fit(features, labels), tmp_path / name / "m.skops")
-    assert (tmp_path / "a" / "m.skops").read_bytes() == (tmp_path / "b" / "m.skops").read_bytes()
-    reloaded = load_model(tmp_path / "a" / "m.skops")
+        save_model(build_model(TrainSklearnParams(max_iter=50)).fit(features, labels), tmp_path / name / "m.pkl")
+    assert (tmp_path / "a" / "m.pkl").read_bytes() == (tmp_path / "b" / "m.pkl").read_bytes()
+    reloaded = load_model(tmp_path / "a" / "m.pkl")
     assert (reloaded.predict(features) == labels).mean() > 0.9
+
+
+SAVE_IN_A_NEW_PROCESS = """
+import sys
+from sklearn.datasets import load_digits
+from digitflow.params import TrainSklearnParams
+from digitflow.sklearn_model import build_model, save_model
+features, labels = load_digits(return_X_y=True)
+save_model(build_model(TrainSklearnParams(max_iter=50)).fit(features, labels), __import__("pathlib").Path(sys.argv[1]))
+"""
+
+
+def test_two_processes_write_the_same_bytes(tmp_path: Path):
+    """What DVC sees: a clean run in a new process must hash the model exactly as the last one did."""
+    for name in ("a.pkl", "b.pkl"):
+        subprocess.run([sys.executable, "-c", SAVE_IN_A_NEW_PROCESS, str(tmp_path / name)], check=True)
+    assert (tmp_path / "a.pkl").read_bytes() == (tmp_path / "b.pkl").read_bytes()
