@@ -48,6 +48,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.pipeline_bench import bench_pipeline, log  # noqa: E402
 from benchmarks.targets import check_targets, first_reaching, markdown  # noqa: E402
+from digitflow.determinism import pin_cpu_kernels  # noqa: E402
 from digitflow.params import Params, parse_params  # noqa: E402
 from digitflow.testing import serve_folder  # noqa: E402
 
@@ -259,6 +260,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    pin_cpu_kernels()  # the kernels the stages use (digitflow/determinism.py), before PyTorch loads MKL
 
     import torch
 
@@ -287,6 +289,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["train_torch"] = bench_train_torch(mnist, params, train_rows)
         if not args.quick:
             results["train_torch_busy"] = bench_train_torch_busy(mnist, params, train_rows)
+            two = params.model_copy(update={"train_torch": params.train_torch.model_copy(update={"threads": 2})})
+            results["train_torch_2_threads"] = bench_train_torch(mnist, two, train_rows)
+        torch.set_num_threads(results["machine"]["torch_threads"])  # the notebook runs with PyTorch's default
         results["notebook"] = bench_notebook(mnist["root"], epochs=1 if args.quick else 5)
         # scikit-learn's defaults need ~250 lbfgs iterations on all of MNIST; quick mode fits a subset.
         results["sklearn"] = bench_sklearn(mnist, params, train_rows[:3000] if args.quick else train_rows)

@@ -157,6 +157,12 @@ def _training_table(results: dict[str, Any]) -> list[str]:
         f"| train_torch: time to 92% / 92.5% test accuracy | | | {_fmt(ours['seconds_to']['0.92'])} / "
         f"{_fmt(ours['seconds_to']['0.925'])} | | |",
     ]
+    if "train_torch_2_threads" in results:
+        two = results["train_torch_2_threads"]
+        lines.append(
+            f"| the same with train_torch.threads 2 | {two['n_train']} | {_fmt(two['seconds_per_epoch'])} "
+            f"| {_fmt(two['train_seconds'])} | {two['final_test_accuracy']:.4f} | |"
+        )
     if "train_torch_busy" in results:
         busy = results["train_torch_busy"]
         lines.append(

@@ -6,9 +6,11 @@ machines differed in the last bits and, after 50 epochs, in the sixth decimal of
 (``metrics/train_torch_history.csv``, epoch 44: AVX2 gave 0.124742, AVX-512 0.124741). Pinning every
 library to its AVX2 path, which every x86-64 CPU made since 2015 has, makes the results the same on
 all of them. OpenBLAS's AVX2 kernels also give other bits on 2 threads than on 1 (scikit-learn's
-coefficients), so OpenBLAS runs on one thread. PyTorch's thread count did not change a single bit in
-our runs (1, 2 and 8 threads), but PyTorch does not promise that, so it is a param
-(``train_torch.threads``), not the environment.
+coefficients), so OpenBLAS runs on one thread. MKL's matrix products, in its default reproducible
+mode, still sum in thread-sized blocks: on MNIST, one and two PyTorch threads differed in the eighth
+digit of the loss. MKL's *strict* mode (``MKL_CBWR=AVX2,STRICT``) sums in the same order whatever the
+thread count (1, 2 and 4 threads gave the same bytes on digits and MNIST), for about a quarter more
+CPU time in MNIST's training, so the thread count (``train_torch.threads``) is a speed setting only.
 
 The variables must be set before NumPy or PyTorch loads its libraries, so ``stages/__init__.py`` calls
 ``pin_cpu_kernels`` before any stage module is imported. A value the user has set is kept.
@@ -21,9 +23,9 @@ import platform
 from collections.abc import MutableMapping
 from pathlib import Path
 
-# PyTorch's own kernels, MKL's (PyTorch's BLAS) in its conditional-numerical-reproducibility mode, and
+# PyTorch's own kernels, MKL's (PyTorch's BLAS) in its strict conditional-numerical-reproducibility mode, and
 # OpenBLAS's (NumPy, SciPy and so scikit-learn).
-AVX2_PINS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}
+AVX2_PINS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "OPENBLAS_CORETYPE": "Haswell"}
 # Whatever the CPU: OpenBLAS sums in thread-sized blocks (OPENBLAS_NUM_THREADS wins over OMP_NUM_THREADS).
 THREAD_PINS = {"OPENBLAS_NUM_THREADS": "1"}
 
