@@ -166,7 +166,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("up", help="start the stack")
-    start.add_argument("--name", default="digitflow", help="PostgreSQL role and database prefix (first `up` only)")
+    start.add_argument(
+        "--name",
+        default=os.environ.get("DIGITFLOW_STACK_NAME", "digitflow"),
+        help="PostgreSQL role and database prefix (first `up` only; default digitflow, or $DIGITFLOW_STACK_NAME)",
+    )
     start.add_argument("--workers", type=int, default=2, help="MLflow server worker processes")
     stop = commands.add_parser("down", help="stop the stack")
     stop.add_argument("--purge", action="store_true", help="also drop its databases and delete the state folder")

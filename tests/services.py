@@ -46,8 +46,8 @@ def _cluster_online() -> bool:
 
 
 @contextlib.contextmanager
-def postgres_database(prefix: str) -> Iterator[str]:
-    """Yield a SQLAlchemy URL to a new, empty database on 127.0.0.1; drop it (and its role) afterwards."""
+def _cluster() -> Iterator[None]:
+    """The machine's cluster, online; stopped again afterwards if it was down."""
     if shutil.which("pg_ctlcluster") is None or not os.path.isdir(f"/usr/lib/postgresql/{PG_VERSION}/bin"):
         _unavailable("pg_ctlcluster or /usr/lib/postgresql/15 not found")
     if os.geteuid() != 0:
@@ -56,13 +56,44 @@ def postgres_database(prefix: str) -> Iterator[str]:
     if not _cluster_online():
         subprocess.run(["pg_ctlcluster", PG_VERSION, PG_CLUSTER, "start"], check=True, capture_output=True)
         started = True
-    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
-    password = secrets.token_hex(16)
     try:
-        _psql(f"CREATE ROLE {name} LOGIN PASSWORD '{password}';\nCREATE DATABASE {name} OWNER {name};\n")
-        yield f"postgresql+psycopg2://{name}:{password}@127.0.0.1:5432/{name}"
+        yield
     finally:
-        with contextlib.suppress(RuntimeError):
-            _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE);\nDROP ROLE IF EXISTS {name};\n")
         if started:
             subprocess.run(["pg_ctlcluster", PG_VERSION, PG_CLUSTER, "stop"], check=False, capture_output=True)
+
+
+def _drop(name: str) -> None:
+    with contextlib.suppress(RuntimeError):
+        _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE);\nDROP ROLE IF EXISTS {name};\n")
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str) -> Iterator[str]:
+    """Yield a SQLAlchemy URL to a new, empty database on 127.0.0.1; drop it (and its role) afterwards."""
+    with _cluster():
+        name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+        password = secrets.token_hex(16)
+        try:
+            _psql(f"CREATE ROLE {name} LOGIN PASSWORD '{password}';\nCREATE DATABASE {name} OWNER {name};\n")
+            yield f"postgresql+psycopg2://{name}:{password}@127.0.0.1:5432/{name}"
+        finally:
+            _drop(name)
+
+
+@contextlib.contextmanager
+def readme_database(command: str, name: str, password: str) -> Iterator[str]:
+    """Run the README's shell ``command`` that creates role and database ``name`` (as written: it needs
+    ``sudo``, which .ci/run installs), yield the URL to it on 127.0.0.1, and drop both afterwards. A role
+    left by an interrupted run is dropped first, so the command meets the fresh cluster it expects."""
+    if shutil.which("sudo") is None:
+        _unavailable("the README's command needs sudo (apt-get install sudo)")
+    with _cluster():
+        _drop(name)
+        try:
+            result = subprocess.run(["bash", "-c", command], cwd="/", capture_output=True, text=True, check=False)
+            assert result.returncode == 0, f"{command}\n{result.stdout}{result.stderr}"
+            assert result.stdout.split() == ["CREATE", "ROLE", "CREATE", "DATABASE"], result.stdout
+            yield f"postgresql+psycopg2://{name}:{password}@127.0.0.1:5432/{name}"
+        finally:
+            _drop(name)

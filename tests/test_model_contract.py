@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -18,7 +20,8 @@ import pytest
 from PIL import Image
 
 from digitflow.testing import set_params
-from tests.conftest import free_port, make_project_copy, pipeline_env, run
+from tests.conftest import make_project_copy, pipeline_env, run
+from tests.readme import readme_command
 
 pytestmark = pytest.mark.e2e
 MODELS = ("sklearn", "torch")
@@ -87,38 +90,66 @@ def digitflow(project: Path, *args: str, check: bool = True) -> subprocess.Compl
     return run(project, "digitflow", *args, check=check)
 
 
+def readme(project: Path, start: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The README command starting with ``start``, exactly as written, through the shell."""
+    return run(project, "bash", "-c", readme_command(start), check=check)
+
+
+def champion(project: Path, model: str) -> str:
+    return str(client(project).get_model_version_by_alias(f"digitflow-{model}", "champion").version)
+
+
 def test_promotion_moves_refuses_and_forces(project: Path) -> None:
-    first = digitflow(project, "promote", "sklearn")
+    """The README's four `digitflow promote torch` commands, as written, on versions 1 (the fixture's
+    model), 2 and 3 (two weaker trainings)."""
+    first = readme(project, "digitflow promote torch")
     assert "version 1" in first.stdout
     assert "@champion" in first.stdout
-    # A much weaker model becomes version 2.
-    set_params(project, train_sklearn={"C": 0.0001})
-    run(project, "dvc", "repro")
-    versions = {str(v.version): v for v in client(project).search_model_versions("name = 'digitflow-sklearn'")}
-    assert float(versions["2"].tags["test_accuracy"]) < float(versions["1"].tags["test_accuracy"])
+    # Two much weaker models become versions 2 and 3 (only train_torch and evaluate re-run).
+    for epochs, lr in ((1, 0.001), (1, 0.00001)):
+        set_params(project, train_torch={"lr": lr, "digits": {"epochs": epochs}})
+        run(project, "dvc", "repro", "evaluate")
+    versions = {str(v.version): v for v in client(project).search_model_versions("name = 'digitflow-torch'")}
+    accuracy = {number: float(v.tags["test_accuracy"]) for number, v in versions.items()}
+    assert sorted(accuracy) == ["1", "2", "3"]
+    assert accuracy["3"] < accuracy["1"]
 
-    refused = digitflow(project, "promote", "sklearn", "--version", "2", check=False)
+    refused = readme(project, "digitflow promote torch --version 3", check=False)
     assert refused.returncode == 1
-    assert "refusing to promote digitflow-sklearn version 2" in refused.stderr
+    assert "refusing to promote digitflow-torch version 3" in refused.stderr
     assert "Traceback" not in refused.stderr
-    assert str(client(project).get_model_version_by_alias("digitflow-sklearn", "champion").version) == "1"
+    assert champion(project, "torch") == "1"
 
-    forced = digitflow(project, "promote", "sklearn", "--version", "2", "--force")
-    assert "version 2" in forced.stdout
+    forced = readme(project, "digitflow promote torch --version 3 --force")
+    assert "version 3" in forced.stdout
     assert "replacing version 1" in forced.stdout
-    assert str(client(project).get_model_version_by_alias("digitflow-sklearn", "champion").version) == "2"
+    assert champion(project, "torch") == "3"
 
-    best = digitflow(project, "promote", "sklearn")  # best by test accuracy: back to version 1
+    # By test log loss, lower is better: the version with the lowest one, whichever it is.
+    log_loss = {number: float(v.tags["test_log_loss"]) for number, v in versions.items()}
+    readme(project, "digitflow promote torch --metric test_log_loss")
+    assert champion(project, "torch") == min(log_loss, key=log_loss.__getitem__)
+
+    best = readme(project, "digitflow promote torch")  # best by test accuracy: version 1 again
     assert "version 1" in best.stdout
-    assert "replacing version 2" in best.stdout
-    assert str(client(project).get_model_version_by_alias("digitflow-sklearn", "champion").version) == "1"
+    assert champion(project, "torch") == max(accuracy, key=accuracy.__getitem__) == "1"
+
+    # Back to the fixture's params: DVC restores version 1's model from its run-cache (no new version),
+    # so models/ and metrics/evaluate.json are the champion's again for the tests below.
+    run(project, "git", "checkout", "params.yaml")
+    run(project, "dvc", "repro", "evaluate")
+    assert len(client(project).search_model_versions("name = 'digitflow-torch'")) == 3
+    evaluated = json.loads((project / "metrics/evaluate.json").read_text())["torch"]["test_accuracy"]
+    assert evaluated == pytest.approx(accuracy["1"])
 
 
 def test_serve_answers_raw_pixels_with_probabilities(project: Path) -> None:
-    digitflow(project, "promote", "torch")
-    port = free_port()
+    """`digitflow serve torch` on the README's port 5001, asked by the README's curl command, as written."""
+    readme(project, "digitflow promote torch")
+    port = 5001
+    assert not port_in_use(port), f"port {port}, the README's, is taken: the README's curl needs it"
     server = subprocess.Popen(
-        ["digitflow", "serve", "torch", "--port", str(port)],
+        ["digitflow", "serve", "torch"],
         cwd=project,
         env=pipeline_env(),
         stdout=subprocess.PIPE,
@@ -137,6 +168,14 @@ def test_serve_answers_raw_pixels_with_probabilities(project: Path) -> None:
                 assert server.poll() is None, server.stdout.read()
                 assert time.monotonic() < deadline, "the model server did not start in 120 s"
                 time.sleep(1)
+        # The README's request: one image (the dataset's first, a 0) gives one row of 10 probabilities.
+        answer = json.loads(readme(project, "curl -s http://127.0.0.1:5001/invocations").stdout)
+        (row,) = answer["predictions"]
+        assert len(row) == 10
+        assert sum(row) == pytest.approx(1.0, abs=1e-6)
+        assert int(np.argmax(row)) == 0
+        assert row[0] > 0.9, "the README shows 0.99... for this 0"
+        # The whole test set, the same way: the served model is evaluate's.
         features, labels = raw_test_set(project)
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations",
@@ -144,8 +183,7 @@ def test_serve_answers_raw_pixels_with_probabilities(project: Path) -> None:
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=60) as response:
-            answer = json.loads(response.read())
-        proba = np.asarray(answer["predictions"])
+            proba = np.asarray(json.loads(response.read())["predictions"])
         assert proba.shape == (len(features), 10)
         accuracy = float((proba.argmax(axis=1) == labels).mean())
         expected = json.loads((project / "metrics/evaluate.json").read_text())["torch"]["test_accuracy"]
@@ -153,6 +191,56 @@ def test_serve_answers_raw_pixels_with_probabilities(project: Path) -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def scan(features: np.ndarray, row: int) -> Image.Image:
+    """A test image as a user's photo of it: 200x200 RGB, dark ink on white paper."""
+    grey = np.round(features[row].reshape(8, 8) * 255 / 16).astype(np.uint8)
+    return Image.fromarray(255 - grey, mode="L").resize((200, 200), Image.Resampling.NEAREST).convert("RGB")
+
+
+def test_predict_the_readme_files(project: Path) -> None:
+    """The README's two `digitflow predict` commands, as written, on a my_seven.png and a scan.jpg made
+    from test images: a line per file, `FILE: DIGIT (probability P)`, as evaluate predicted them."""
+    features, labels = raw_test_set(project)
+    predicted = {model: evaluate_predictions(project, model) for model in MODELS}
+    confident = {
+        model: set(
+            table.index[(table["predicted"] == table["actual"]) & (table.filter(like="prob_").max(axis=1) > 0.9)]
+        )
+        for model, table in predicted.items()
+    }
+    sevens = sorted(
+        row for row in confident["torch"] & confident["sklearn"] if predicted["torch"].loc[row, "actual"] == 7
+    )
+    other = sorted(row for row in confident["torch"] if predicted["torch"].loc[row, "actual"] != 7)
+    files = {"my_seven.png": sevens[0], "scan.jpg": other[0]}
+    scan(features, files["my_seven.png"]).save(project / "my_seven.png")
+    scan(features, files["scan.jpg"]).save(project / "scan.jpg", quality=95)
+    try:
+        lines = readme(project, "digitflow predict my_seven.png scan.jpg").stdout.strip().splitlines()
+        assert len(lines) == 2, lines
+        for (name, row), line in zip(files.items(), lines, strict=True):
+            found = re.fullmatch(rf"{re.escape(name)}: (\d) \(probability (\d\.\d{{3}})\)", line)
+            assert found, line
+            assert int(found[1]) == predicted["torch"].loc[row, "predicted"] == labels[row]
+            assert float(found[2]) == pytest.approx(predicted["torch"].loc[row].filter(like="prob_").max(), abs=0.02)
+        assert lines[0].startswith("my_seven.png: 7 (probability ")
+
+        digitflow(project, "promote", "sklearn")  # the README's second command reads sklearn's @champion
+        (line,) = readme(project, "digitflow predict my_seven.png --source champion").stdout.strip().splitlines()
+        found = re.fullmatch(r"my_seven\.png: 7 \(probability (\d\.\d{3})\)", line)
+        assert found, line
+        sklearn_row = predicted["sklearn"].loc[files["my_seven.png"]]
+        assert float(found[1]) == pytest.approx(sklearn_row.filter(like="prob_").max(), abs=0.02)
+    finally:
+        for name in files:
+            (project / name).unlink(missing_ok=True)
 
 
 def write_pngs(project: Path, folder: Path, rows: np.ndarray, features: np.ndarray) -> list[Path]:

@@ -18,9 +18,17 @@ CURL_INVOCATION = (
 PSQL_SETUP = (
     'sudo -u postgres psql -c "CREATE ROLE sweeps LOGIN PASSWORD \'secret\'" -c "CREATE DATABASE sweeps OWNER sweeps"'
 )
-TEAM_PUSH_PULL = "test_team.py::test_dvc_push_then_a_fresh_clone_pulls_and_reproduces_nothing"
-TEAM_RESTART = "test_team.py::test_stack_restarts_with_its_data_and_stops_with_no_process_left"
-SWEEP_LOCAL = "test_sweep.py::test_two_workers_share_six_trials"
+SWEEP_EXP_SHOW = (
+    "dvc exp show --keep 'Experiment|metrics/train_torch\\.json:val_log_loss|(sklearn|torch)\\.test_accuracy' "
+    "--keep 'train_torch\\.(lr|optimizer|digits\\.batch_size|digits\\.weight_decay)$|train_sklearn\\.C$' --drop '.*'"
+)
+MODEL = "test_model_contract.py::"
+TEAM = "test_team.py::"
+TEAM_RUN = "test_team.py: the team_project fixture (these three lines in one shell; runs reach the server)"
+FRESH_CLONE = TEAM + "test_dvc_push_then_a_fresh_clone_pulls_and_reproduces_nothing"
+TEAM_RESTART = TEAM + "test_stack_restarts_with_its_data_and_stops_with_no_process_left"
+SWEEP_LOCAL = "test_sweep.py: the local_sweep fixture (the three lines in one shell), test_two_workers_share_six_trials"
+SWEEP_SHARED = "test_sweep.py: the killed_sweep fixture"
 
 CHECKED_BY = {
     "dvc repro": "test_pipeline.py: the digits_project fixture (every stage runs, output under 60 lines)",
@@ -49,50 +57,69 @@ CHECKED_BY = {
     "python benchmarks/run.py": "not run: the full benchmark (minutes); --quick runs the same code",
     # Run with --output / --markdown in a temporary folder added, so the committed results stay as they are.
     "python benchmarks/run.py --quick": "test_benchmark.py (the quick_results fixture, outputs redirected)",
-    # Using the model: the same subcommands, flags and request, run by tests/test_model_contract.py.
-    "digitflow promote torch": "test_model_contract.py::test_serve_answers_raw_pixels_with_probabilities",
+    # Using the model, Team setup, Sweeps across machines: run exactly as written (the tests take them with
+    # readme_command and run them through bash in the test's project), checking what the README says.
+    "digitflow promote torch": MODEL + "test_promotion_moves_refuses_and_forces (version 1 becomes @champion)",
     "digitflow promote torch --metric test_log_loss": (
-        "test_model_contract.py::test_promotion_moves_refuses_and_forces (ranking by a test metric)"
+        MODEL + "test_promotion_moves_refuses_and_forces (the version with the lowest test log loss)"
     ),
-    "digitflow promote torch --version 3": "test_model_contract.py::test_promotion_moves_refuses_and_forces",
-    "digitflow promote torch --version 3 --force": "test_model_contract.py::test_promotion_moves_refuses_and_forces",
+    "digitflow promote torch --version 3": (
+        MODEL + "test_promotion_moves_refuses_and_forces (a worse version 3 is refused, exit 1)"
+    ),
+    "digitflow promote torch --version 3 --force": (
+        MODEL + "test_promotion_moves_refuses_and_forces (version 3 becomes @champion)"
+    ),
     CURL_INVOCATION: (
-        "test_model_contract.py::test_serve_answers_raw_pixels_with_probabilities (the same JSON, over urllib)"
+        MODEL + "test_serve_answers_raw_pixels_with_probabilities (`digitflow serve torch` on port 5001; one row "
+        "of 10 probabilities summing to 1, a 0 at > 0.9)"
     ),
-    "digitflow predict my_seven.png scan.jpg": "test_model_contract.py::test_predict_image_files_like_evaluate",
+    "digitflow predict my_seven.png scan.jpg": (
+        MODEL + "test_predict_the_readme_files (both files made from test images; `FILE: DIGIT (probability P)` "
+        "per file, as evaluate predicted)"
+    ),
     "digitflow predict my_seven.png --source champion --model sklearn": (
-        "test_model_contract.py::test_predict_image_files_like_evaluate[champion]"
+        MODEL + "test_predict_the_readme_files (`my_seven.png: 7 (probability P)` from sklearn's @champion)"
     ),
-    # Team setup: run by tests/test_team.py through the same module and commands.
     "sudo apt-get install -y postgresql": "not run: a system install (.ci/run installs the same package)",
     'pip install -e ".[team]"': "not run: set-up (.ci/run installs the team extra)",
-    "python -m digitflow.stack up": "test_team.py: the stack fixture",
-    'eval "$(python -m digitflow.stack env)"': "test_team.py: the stack fixture's client environment",
-    "python -m digitflow.stack dvc-remote": TEAM_PUSH_PULL,
-    "dvc repro && dvc push": TEAM_PUSH_PULL,
-    "python -m digitflow.stack status": TEAM_RESTART,
-    "python -m digitflow.stack down": TEAM_RESTART,
-    "python -m digitflow.stack add-user alice": "test_team.py: the stack fixture (users alice and bob)",
+    "python -m digitflow.stack up": (
+        "test_team.py: the stack fixture, and test_stack_restarts_... (DIGITFLOW_STACK_DIR / _NAME set: the "
+        "test's own state folder and databases)"
+    ),
+    'eval "$(python -m digitflow.stack env)"': TEAM_RUN,
+    "python -m digitflow.stack dvc-remote": TEAM_RUN + "; and in the fresh clone, " + FRESH_CLONE,
+    "dvc repro && dvc push": TEAM_RUN,
+    "python -m digitflow.stack status": TEAM_RESTART + " (running with PIDs, then stopped)",
+    "python -m digitflow.stack down": TEAM_RESTART + " (stopped: mlflow, seaweedfs; no process left)",
+    "python -m digitflow.stack add-user alice": (
+        "test_team.py: the stack fixture (its generated password then logs a run, EDIT)"
+    ),
     "python -m digitflow.stack add-user bob --permission READ --password 'at-least-12-chars'": (
-        "test_team.py::test_user_without_permission_is_refused_and_nothing_is_logged"
+        "test_team.py: the stack fixture; test_user_without_permission_is_refused_and_nothing_is_logged"
     ),
-    'git clone ... && cd digitflow && pip install -e ".[team]"': "not run: a placeholder URL (a fresh clone is tested)",
-    "dvc pull": TEAM_PUSH_PULL,
-    "dvc exp show": TEAM_PUSH_PULL,
-    # Sweeps across machines: run by tests/test_sweep.py through the same command and options.
-    "python -m stages.sweep --trials 20 -S train_torch.digits.epochs=20 &": (
-        "test_sweep.py::test_two_workers_share_six_trials (two workers, fewer trials and epochs)"
+    # A placeholder URL; the test sets DIGITFLOW_REPO to the team project (a local git repository).
+    "export DIGITFLOW_REPO=https://git.example.com/your-team/digitflow.git": (
+        "not run: a placeholder URL; " + FRESH_CLONE + " sets DIGITFLOW_REPO to a local repository"
     ),
-    "python -m stages.sweep --trials 20 -S train_torch.digits.epochs=20": SWEEP_LOCAL,
-    "dvc exp show --keep 'Experiment|val_log_loss|test_accuracy|\\.lr$|\\.C$' --drop '.*'": (
-        "test_sweep.py::test_two_workers_share_six_trials (the experiments in dvc exp show)"
+    'git clone "$DIGITFLOW_REPO" digitflow && cd digitflow': FRESH_CLONE,
+    "dvc pull": FRESH_CLONE + " (the models arrive byte for byte)",
+    "dvc exp show --keep 'Experiment|(sklearn|torch)\\.(test_accuracy|mlflow_run_id)' --drop '.*'": (
+        FRESH_CLONE + " (exactly those columns; main's row has both run ids and test accuracies)"
     ),
-    PSQL_SETUP: ("test_sweep.py: tests/services.py makes a role and a database the same way"),
-    "python -m stages.sweep --study digits-tune --trials 60 --storage "
-    "postgresql+psycopg2://sweeps:secret@db-host:5432/sweeps": (
-        "test_sweep.py::test_three_workers_on_postgres_account_for_every_trial (a database on 127.0.0.1)"
+    "python -m stages.sweep --trials 6 -S train_torch.digits.epochs=5 &": SWEEP_LOCAL,
+    "python -m stages.sweep --trials 6 -S train_torch.digits.epochs=5": SWEEP_LOCAL,
+    "wait": SWEEP_LOCAL,
+    SWEEP_EXP_SHOW: "test_sweep.py::test_readme_exp_show_lists_every_trial_with_its_columns",
+    PSQL_SETUP: "test_sweep.py: the postgres_url fixture (tests/services.py readme_database; sudo from .ci/run)",
+    # A placeholder host; the test sets SWEEP_STORAGE to the database the command above made on 127.0.0.1.
+    "export SWEEP_STORAGE=postgresql+psycopg2://sweeps:secret@db-host:5432/sweeps": (
+        "not run: a placeholder host; " + SWEEP_SHARED + " sets SWEEP_STORAGE to the README's database on 127.0.0.1"
     ),
-    "dvc exp push origin digits-tune-12": "not run: needs a git remote with the experiment (dvc exp push)",
+    # As written, then the test's options (later ones win): 3 trials of 5 epochs, 2 s heartbeats.
+    'python -m stages.sweep --study digits-tune --trials 60 --storage "$SWEEP_STORAGE"': (
+        SWEEP_SHARED + " (three workers, one killed), with --trials 3 -S ...epochs=5 --heartbeat 2 --grace 8 after it"
+    ),
+    "dvc exp push origin digits-tune-2": "test_sweep.py::test_readme_exp_push_shares_a_trial (a bare git origin)",
 }
 
 

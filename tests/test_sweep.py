@@ -3,8 +3,10 @@ store, Optuna studies in SQLite and in PostgreSQL on 127.0.0.1, and a worker kil
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +23,8 @@ from digitflow.sweep_dvc import clear_abandoned
 from digitflow.sweep_space import SweepConfigError, load_config, parse_metric, validate
 from digitflow.tracking import run_tags
 from tests import services
-from tests.conftest import PROJECT_ROOT, make_project_copy, pipeline_env, run
+from tests.conftest import PROJECT_ROOT, git, make_project_copy, pipeline_env, run
+from tests.readme import readme_command, readme_commands
 
 # Few epochs and two searched params (one per model, so every trial retrains both): a trial is one
 # `dvc exp run` of train_sklearn, train_torch, evaluate and report; the rest comes from the run-cache.
@@ -46,11 +49,13 @@ def sweep_project(root: Path) -> Path:
     return project
 
 
-def start_worker(project: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
-    """One `python -m stages.sweep` process, leading its own process group (its dvc and stage children)."""
+def start_worker(project: Path, log: Path, *args: str, config: str | None = "space.yaml") -> subprocess.Popen[bytes]:
+    """One `python -m stages.sweep` process, leading its own process group (its dvc and stage children);
+    with the test's small space file, or (``config=None``) the project's sweep.yaml."""
+    options = ["--config", str(project.parent / config)] if config else []
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "stages.sweep", "--config", str(project.parent / "space.yaml"), *args],
+            [sys.executable, "-m", "stages.sweep", *options, *args],
             cwd=project,
             env=pipeline_env(),
             stdout=out,
@@ -169,55 +174,120 @@ def test_only_dead_copies_of_failed_trials_are_cleared(tmp_path: Path) -> None:
     assert other.exists()
 
 
-# --- one machine: SQLite storage, two workers -------------------------------------------------------
+# --- one machine: SQLite storage, two workers: the README's commands as written ------------------------
+
+README_STUDY = "digits-tune"  # sweep.yaml's study, which the README's commands use
+README_COLUMNS = [
+    "Experiment",
+    "metrics/train_torch.json:val_log_loss",
+    "sklearn.test_accuracy",
+    "torch.test_accuracy",
+    "train_sklearn.C",
+    "train_torch.lr",
+    "train_torch.optimizer",
+    "train_torch.digits.batch_size",
+    "train_torch.digits.weight_decay",
+]
+
+
+def readme_local_sweep() -> str:
+    """The README's "On one machine" workers, as written: one in the background, one in front, `wait`."""
+    workers = [command for command in readme_commands() if command.startswith("python -m stages.sweep --trials")]
+    assert len(workers) == 2, workers
+    assert workers[0].endswith(" &"), "the first worker runs in the background"
+    return "\n".join([*workers, readme_command("wait")])
 
 
 @pytest.fixture(scope="module")
-def local_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+def local_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("local-sweep")
     project = sweep_project(root)
-    logs = [root / f"worker-{i}.log" for i in range(2)]
-    workers = [start_worker(project, log, "--study", "local", "--trials", "6", *QUICK_HEARTBEAT) for log in logs]
-    codes = finish(workers, logs)
-    assert codes == [0, 0], tail(logs)
-    return project, [log.read_text() for log in logs]
+    output = run(project, "bash", "-c", readme_local_sweep())
+    return project, output.stdout + output.stderr
 
 
 @pytest.mark.e2e
-def test_two_workers_share_six_trials(local_sweep: tuple[Path, list[str]]) -> None:
-    project, outputs = local_sweep
-    study = optuna.load_study(study_name="local", storage=f"sqlite:///{project / 'optuna.db'}")
+def test_two_workers_share_six_trials(local_sweep: tuple[Path, str]) -> None:
+    project, output = local_sweep
+    study = optuna.load_study(study_name=README_STUDY, storage=f"sqlite:///{project / 'optuna.db'}")
     trials = study.get_trials()
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 6
+    assert len(complete) == 6, output[-3000:]
     # A trial beyond the total (two workers asking at the same instant) is pruned before it runs anything.
     assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
     assert all("dvc_experiment" not in t.user_attrs for t in trials if t.state.name == "PRUNED")
+    # Both workers finished with the study's summary, and they ran trials side by side.
+    assert output.count(f"study {README_STUDY}: ") == 2, output[-3000:]
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in complete)
+    assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans)), "no two trials overlapped"
+    assert all(t.params.get("train_torch.digits.epochs") is None for t in complete)
 
     exps = experiments(project)
-    assert set(exps) == {f"local-{t.number}" for t in complete}
-    shown = run(project, "dvc", "exp", "show", "--json").stdout
-    assert all(f'"name": "local-{t.number}"' in shown for t in complete)
+    assert set(exps) == {f"{README_STUDY}-{t.number}" for t in complete}
+    for trial in complete:  # the README's -S reached every trial
+        params = yaml.safe_load(git(project, "show", f"{exps[f'{README_STUDY}-{trial.number}']}:params.yaml"))
+        assert params["train_torch"]["digits"]["epochs"] == 5
 
-    runs = study_runs(project, "local")
+    runs = study_runs(project, README_STUDY)
     assert len(runs) == 12
     assert all(r.info.status == "FINISHED" for r in runs)
     by_trial = sorted((r.data.tags["digitflow.sweep.trial"], r.data.tags["digitflow.stage"]) for r in runs)
     assert by_trial == sorted((str(t.number), stage) for t in complete for stage in ("train_sklearn", "train_torch"))
-    assert all(r.data.tags["dvc.exp_name"] == f"local-{r.data.tags['digitflow.sweep.trial']}" for r in runs)
-    # Both workers ran trials.
-    assert all("Ran experiment(s): local-" in output for output in outputs)
+    assert all(r.data.tags["dvc.exp_name"] == f"{README_STUDY}-{r.data.tags['digitflow.sweep.trial']}" for r in runs)
+
+
+@pytest.mark.e2e
+def test_readme_exp_show_lists_every_trial_with_its_columns(local_sweep: tuple[Path, str]) -> None:
+    """The README's `dvc exp show --keep ...`, as written (in a terminal wide enough for its table):
+    the objective, both test accuracies and the searched params, for every trial."""
+    project, _ = local_sweep
+    table = run(project, "bash", "-c", readme_command("dvc exp show --keep 'Experiment|metrics/"), COLUMNS="400").stdout
+    header = next(line for line in table.splitlines() if "Experiment" in line).split()
+    assert sorted(header) == sorted(README_COLUMNS), table
+    rows = [line.split()[1:] for line in table.splitlines() if re.match(r"\s*[├└]── ", line)]
+    shown = {row[1].strip("[]"): dict(zip(header[1:], row[2:], strict=True)) for row in rows}  # hash [name] ...
+    exps = experiments(project)
+    assert set(shown) == set(exps), table
+    study = optuna.load_study(study_name=README_STUDY, storage=f"sqlite:///{project / 'optuna.db'}")
+    for trial in study.get_trials(states=[optuna.trial.TrialState.COMPLETE]):
+        columns = shown[f"{README_STUDY}-{trial.number}"]
+        assert float(columns["metrics/train_torch.json:val_log_loss"]) == pytest.approx(trial.value, rel=1e-4)
+        assert float(columns["train_torch.lr"]) == pytest.approx(trial.params["train_torch.lr"], rel=1e-3)
+        assert columns["train_torch.optimizer"] == trial.params["train_torch.optimizer"]
+        assert int(columns["train_torch.digits.batch_size"]) == trial.params["train_torch.digits.batch_size"]
+
+
+@pytest.mark.e2e
+def test_readme_exp_push_shares_a_trial(local_sweep: tuple[Path, str], tmp_path: Path) -> None:
+    """The README's `dvc exp push origin NAME`, as written, to a bare git repository added as `origin`
+    and a local folder as the DVC remote: the experiment's ref and its outputs arrive."""
+    project, _ = local_sweep
+    command = readme_command("dvc exp push origin")
+    name = command.split()[-1]
+    assert name in experiments(project), f"the README pushes {name}, which the sweep did not produce"
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(project, "remote", "add", "origin", str(origin))
+    run(project, "dvc", "remote", "modify", "--local", "team", "url", str(tmp_path / "dvc-remote"))
+    try:
+        run(project, "bash", "-c", command)
+        refs = git(origin, "for-each-ref", "--format=%(refname)", "refs/exps/").split()
+        assert [ref for ref in refs if ref.endswith(f"/{name}")], refs
+        assert any(path.is_file() for path in (tmp_path / "dvc-remote").rglob("*")), "no output was pushed"
+    finally:
+        git(project, "remote", "remove", "origin")
+        run(project, "dvc", "remote", "modify", "--local", "--unset", "team", "url")
 
 
 @pytest.mark.e2e
 def test_the_objective_is_the_validation_metric_and_the_test_metric_is_only_reported(
-    local_sweep: tuple[Path, list[str]],
+    local_sweep: tuple[Path, str],
 ) -> None:
-    project, outputs = local_sweep
-    study = optuna.load_study(study_name="local", storage=f"sqlite:///{project / 'optuna.db'}")
+    project, output = local_sweep
+    study = optuna.load_study(study_name=README_STUDY, storage=f"sqlite:///{project / 'optuna.db'}")
     exps = experiments(project)
     for trial in study.get_trials(states=[optuna.trial.TrialState.COMPLETE]):
-        rev = exps[f"local-{trial.number}"]
+        rev = exps[f"{README_STUDY}-{trial.number}"]
         val = committed_json(project, rev, "metrics/train_torch.json")
         test = committed_json(project, rev, "metrics/evaluate.json")["torch"]
         assert trial.value == pytest.approx(val["val_log_loss"])
@@ -232,41 +302,39 @@ def test_the_objective_is_the_validation_metric_and_the_test_metric_is_only_repo
         )
     best = study.best_trial
     assert best.value == min(t.value for t in study.get_trials(states=[optuna.trial.TrialState.COMPLETE]))
-    summary = outputs[0][outputs[0].index("study local:") :]
-    assert f"best trial: {best.number} (DVC experiment local-{best.number}" in summary
+    summary = output[output.index(f"study {README_STUDY}:") :]
+    assert f"best trial: {best.number} (DVC experiment {README_STUDY}-{best.number}" in summary
     assert "torch.test_log_loss" in summary
     assert "reported, not used" in summary
-    assert f"dvc exp apply local-{best.number}" in summary
+    assert f"dvc exp apply {README_STUDY}-{best.number}" in summary
 
 
 @pytest.mark.e2e
-def test_apply_writes_the_best_params_to_params_yaml(local_sweep: tuple[Path, list[str]]) -> None:
+def test_apply_writes_the_best_params_to_params_yaml(local_sweep: tuple[Path, str]) -> None:
     project, _ = local_sweep
-    study = optuna.load_study(study_name="local", storage=f"sqlite:///{project / 'optuna.db'}")
+    study = optuna.load_study(study_name=README_STUDY, storage=f"sqlite:///{project / 'optuna.db'}")
     comment = "# Every setting of the pipeline"
     assert comment in (project / "params.yaml").read_text()
     log = project.parent / "apply.log"
-    assert start_worker(project, log, "--study", "local", "--trials", "6", "--apply").wait(timeout=120) == 0, (
-        log.read_text()
-    )
+    apply = start_worker(project, log, "--apply", "-S", "train_torch.digits.epochs=5", config=None)
+    assert apply.wait(timeout=120) == 0, log.read_text()
     params = yaml.safe_load((project / "params.yaml").read_text())
     assert params["train_torch"]["lr"] == pytest.approx(study.best_params["train_torch.lr"])
     assert params["train_sklearn"]["C"] == pytest.approx(study.best_params["train_sklearn.C"])
     assert params["train_torch"]["digits"]["epochs"] == 5
     assert comment in (project / "params.yaml").read_text()
-    assert len(optuna.load_study(study_name="local", storage=f"sqlite:///{project / 'optuna.db'}").get_trials()) == len(
-        study.get_trials()
-    )  # applying ran no trial
+    after = optuna.load_study(study_name=README_STUDY, storage=f"sqlite:///{project / 'optuna.db'}")
+    assert len(after.get_trials()) == len(study.get_trials())  # applying ran no trial
 
 
 @pytest.mark.e2e
-def test_joining_a_study_with_another_metric_is_refused(local_sweep: tuple[Path, list[str]]) -> None:
+def test_joining_a_study_with_another_metric_is_refused(local_sweep: tuple[Path, str]) -> None:
     project, _ = local_sweep
     log = project.parent / "other-metric.log"
-    worker = start_worker(project, log, "--study", "local", "--trials", "7", "--metric", "sklearn.val_log_loss")
+    worker = start_worker(project, log, "--trials", "7", "--metric", "sklearn.val_log_loss", config=None)
     assert worker.wait(timeout=120) == 1
-    assert "study 'local' optimises torch.val_log_loss, not sklearn.val_log_loss" in log.read_text()
-    study = optuna.load_study(study_name="local", storage=f"sqlite:///{project / 'optuna.db'}")
+    assert f"study '{README_STUDY}' optimises torch.val_log_loss, not sklearn.val_log_loss" in log.read_text()
+    study = optuna.load_study(study_name=README_STUDY, storage=f"sqlite:///{project / 'optuna.db'}")
     assert len(study.get_trials(states=[optuna.trial.TrialState.COMPLETE])) == 6
 
 
@@ -275,22 +343,44 @@ def test_joining_a_study_with_another_metric_is_refused(local_sweep: tuple[Path,
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    with services.postgres_database("digitflow_sweep") as url:
+    """The README's database, made by its `sudo -u postgres psql ...` command as written, on 127.0.0.1."""
+    with services.readme_database(readme_command("sudo -u postgres psql"), "sweeps", "secret") as url:
         yield url
+
+
+def readme_shared_sweep() -> str:
+    """The README's command for each of the three machines, as written (its storage in $SWEEP_STORAGE),
+    with the test's options after it (later options win): 3 trials of 5 epochs, and heartbeats every 2 s
+    so that the killed worker's trial is failed within seconds, not minutes."""
+    assert readme_command("export SWEEP_STORAGE=").startswith("export SWEEP_STORAGE=postgresql+psycopg2://sweeps:")
+    command = readme_command("python -m stages.sweep --study")
+    assert '--storage "$SWEEP_STORAGE"' in command
+    return f"{command} --trials 3 -S train_torch.digits.epochs=5 {' '.join(QUICK_HEARTBEAT)}"
 
 
 @pytest.fixture(scope="module")
 def killed_sweep(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> tuple[Path, optuna.Study]:
     root = tmp_path_factory.mktemp("pg-sweep")
     project = sweep_project(root)
-    args = ["--study", "shared", "--storage", postgres_url, "--trials", "3", *QUICK_HEARTBEAT]
     logs = [root / f"worker-{i}.log" for i in range(3)]
-    workers = [start_worker(project, log, *args) for log in logs]
+    workers = []
+    for log in logs:
+        with log.open("wb") as out:
+            workers.append(
+                subprocess.Popen(
+                    ["bash", "-c", readme_shared_sweep()],
+                    cwd=project,
+                    env=pipeline_env(SWEEP_STORAGE=postgres_url),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
     study = None
     deadline = time.time() + 300
     while time.time() < deadline:
         try:
-            study = optuna.load_study(study_name="shared", storage=postgres_url)
+            study = optuna.load_study(study_name=README_STUDY, storage=postgres_url)
         except KeyError:
             time.sleep(1)
             continue
@@ -303,7 +393,7 @@ def killed_sweep(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) ->
     codes = finish(workers, logs)
     assert codes[0] == -signal.SIGKILL
     assert codes[1:] == [0, 0], tail(logs)
-    return project, optuna.load_study(study_name="shared", storage=postgres_url)
+    return project, optuna.load_study(study_name=README_STUDY, storage=postgres_url)
 
 
 @pytest.mark.e2e
@@ -313,8 +403,8 @@ def test_three_workers_on_postgres_account_for_every_trial(killed_sweep: tuple[P
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert len(complete) == 3
     assert {t.state.name for t in trials} <= {"COMPLETE", "FAIL", "PRUNED"}  # nothing RUNNING or WAITING
-    assert set(experiments(project)) >= {f"shared-{t.number}" for t in complete}
-    runs = study_runs(project, "shared")
+    assert set(experiments(project)) >= {f"{README_STUDY}-{t.number}" for t in complete}
+    runs = study_runs(project, README_STUDY)
     assert "RUNNING" not in {r.info.status for r in runs}
     finished = sorted(
         (r.data.tags["digitflow.sweep.trial"], r.data.tags["digitflow.stage"])
@@ -333,9 +423,9 @@ def test_a_worker_killed_mid_trial_leaves_it_failed_and_retried(killed_sweep: tu
     assert len(retried) == 1
     assert retried[0].state.name == "COMPLETE"
     assert retried[0].params == failed[0].params  # the same point of the space, run again by a live worker
-    assert f"shared-{failed[0].number}" not in experiments(project)
+    assert f"{README_STUDY}-{failed[0].number}" not in experiments(project)
     # DVC would list the killed `dvc exp run --temp` as Running for ever; the sweep removed its copy.
     shown = run(project, "dvc", "exp", "show", "--json").stdout
-    assert f'"name": "shared-{failed[0].number}"' not in shown
-    assert f'"name": "shared-{retried[0].number}"' in shown
+    assert f'"name": "{README_STUDY}-{failed[0].number}"' not in shown
+    assert f'"name": "{README_STUDY}-{retried[0].number}"' in shown
     assert not list((project / ".dvc" / "tmp" / "exps" / "standalone").glob("tmp*"))

@@ -27,11 +27,11 @@ from digitflow import stack_services as svc
 from digitflow.stack import ARTIFACTS_BUCKET, existing_config
 from digitflow.stack_services import StackConfig
 from tests.conftest import PROJECT_ROOT, git, run
+from tests.readme import readme_command
 
 pytestmark = [pytest.mark.team, pytest.mark.e2e]
 
-ALICE = ("alice", "alice-password-1")  # EDIT on the experiment
-BOB = ("bob", "bob-password-12")  # READ only (the server's default)
+BOB = ("bob", "at-least-12-chars")  # READ only, the README's second user
 SERVICES = ("mlflow", "seaweedfs")
 
 
@@ -52,11 +52,18 @@ def missing_requirements() -> list[str]:
 @dataclass
 class Stack:
     state: Path
+    name: str
     config: StackConfig
+    alice: tuple[str, str] = ("alice", "")  # EDIT on the experiment; the password `add-user` generated
 
-    def command(self, *args: str) -> str:
-        result = run(PROJECT_ROOT, sys.executable, "-m", "digitflow.stack", "--state-dir", str(self.state), *args)
-        return result.stdout
+    @property
+    def env(self) -> dict[str, str]:
+        """What points the README's `python -m digitflow.stack ...` commands at this test's stack."""
+        return {"DIGITFLOW_STACK_DIR": str(self.state), "DIGITFLOW_STACK_NAME": self.name}
+
+    def readme(self, start: str, cwd: Path = PROJECT_ROOT, **env: str) -> str:
+        """The README command starting with ``start``, exactly as written, run by the shell in ``cwd``."""
+        return run(cwd, "bash", "-c", readme_command(start), **self.env, **env).stdout
 
     def client_env(self, user: tuple[str, str]) -> dict[str, str]:
         return {
@@ -78,33 +85,53 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The README's `up` and `add-user` commands as written, with the state folder and the name in the
+    environment: its own role and databases, beside any developer's stack."""
     missing = missing_requirements()
     if missing:
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the team tests; missing: {', '.join(missing)}")
         pytest.skip(f"the team stack needs: {', '.join(missing)}")
     state = tmp_path_factory.mktemp("stack")
-    name = f"dftest_{secrets.token_hex(3)}"  # its own role and databases, beside any developer's stack
-    stack = Stack(state, StackConfig())
-    stack.command("up", "--name", name, "--workers", "1")
-    stack.config = existing_config(state)
-    stack.command("add-user", ALICE[0], "--password", ALICE[1], "--permission", "EDIT")
-    stack.command("add-user", BOB[0], "--password", BOB[1], "--permission", "READ")
+    stack = Stack(state, f"dftest_{secrets.token_hex(3)}", StackConfig())
     try:
+        shown = stack.readme("python -m digitflow.stack up")
+        stack.config = existing_config(state)
+        assert f"MLflow     {stack.config.mlflow_url}" in shown
+        assert f"(databases {stack.name}_mlflow, {stack.name}_auth)" in shown
+        added = stack.readme("python -m digitflow.stack add-user alice")
+        assert "user 'alice': EDIT on experiment 'digitflow'" in added
+        stack.alice = ("alice", added.split("password: ")[1].strip())
+        assert f"--password '{BOB[1]}'" in readme_command("python -m digitflow.stack add-user bob")
+        assert "user 'bob': READ" in stack.readme("python -m digitflow.stack add-user bob")
         yield stack
     finally:
         for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
             os.environ.pop(key, None)
-        stack.command("down", "--purge")
+        # check=False: after a failed `up` there may be nothing to stop, and its error is the one to see.
+        down = run(PROJECT_ROOT, sys.executable, "-m", "digitflow.stack", "--state-dir", str(state), "down", "--purge",
+                   check=False)  # fmt: skip
+        assert down.returncode == 0 or not (state / svc.CONFIG_NAME).exists(), down.stderr
+
+
+README_TEAM_RUN = (  # run in one shell, as a user types them: the exports of `eval` reach `dvc repro`
+    'eval "$(python -m digitflow.stack env)"',
+    "python -m digitflow.stack dvc-remote",
+    "dvc repro && dvc push",
+)
 
 
 @pytest.fixture(scope="module")
 def team_project(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project copy whose pipeline ran with `dvc repro`, logging to the server as alice."""
+    """A project copy whose pipeline ran and pushed by the README's commands, logging to the server."""
     # 10 epochs instead of 50: the same logging, a fifth of the training time.
     destination = tmp_path_factory.mktemp("team") / "project"
     project = testing.make_project_copy(PROJECT_ROOT, destination, train_torch={"digits": {"epochs": 10}})
-    run(project, "dvc", "repro", **stack.client_env(ALICE))
+    script = "\n".join(["set -e", *(readme_command(command) for command in README_TEAM_RUN)])
+    result = run(project, "bash", "-c", script, **stack.env)
+    assert "DVC remote 'team' now points at the stack" in result.stdout
+    assert "secret_access_key" in (project / ".dvc/config.local").read_text()
+    assert "Running stage 'train_torch'" in result.stdout
     return project
 
 
@@ -118,7 +145,7 @@ def test_pipeline_logs_both_runs_to_the_server(stack: Stack, team_project: Path,
     import boto3
     import mlflow
 
-    client = stack.client(ALICE)
+    client = stack.client(stack.alice)
     evaluated = json.loads((team_project / "metrics/evaluate.json").read_text())
     for model, run_id in run_ids(team_project).items():
         found = client.get_run(run_id)
@@ -155,6 +182,10 @@ def test_user_without_permission_is_refused_and_nothing_is_logged(stack: Stack, 
 
     admin = stack.client((stack.config.admin_username, stack.config.admin_password))
     experiment = admin.get_experiment_by_name("digitflow")
+    # alice, added by the README's `add-user alice` with its generated password, may log (EDIT).
+    allowed = stack.client(stack.alice).create_run(experiment.experiment_id)
+    admin = stack.client((stack.config.admin_username, stack.config.admin_password))  # back to the admin
+    admin.delete_run(allowed.info.run_id)  # deleting needs MANAGE, which alice does not have
     before = len(admin.search_runs([experiment.experiment_id], max_results=1000))
     outputs = [team_project / "metrics/train_sklearn.json", team_project / "metrics/runs/sklearn.json"]
     saved = [path.read_bytes() for path in outputs]
@@ -174,7 +205,7 @@ def test_user_without_permission_is_refused_and_nothing_is_logged(stack: Stack, 
 
 
 def test_wrong_password_gets_one_clear_message(stack: Stack, team_project: Path) -> None:
-    env = stack.client_env((ALICE[0], "not-the-password"))
+    env = stack.client_env(("alice", "not-the-password"))
     result = run(team_project, sys.executable, "-m", "stages.train_sklearn", check=False, **env)
     assert result.returncode == 1
     assert "refused the password of user 'alice' (401)" in result.stderr
@@ -185,23 +216,36 @@ def test_wrong_password_gets_one_clear_message(stack: Stack, team_project: Path)
 def test_dvc_push_then_a_fresh_clone_pulls_and_reproduces_nothing(
     stack: Stack, team_project: Path, tmp_path: Path
 ) -> None:
+    """The README's "fresh clone" commands, as written: clone (the repository in $DIGITFLOW_REPO), point
+    the DVC remote at the stack, pull, `dvc repro` runs nothing, `dvc exp show --keep ...` has both run ids."""
     git(team_project, "add", "-A")
     git(team_project, "commit", "-q", "-m", "reproduced")
-    run(team_project, sys.executable, "-m", "digitflow.stack", "--state-dir", str(stack.state), "dvc-remote")
     assert "secret_access_key" not in (team_project / ".dvc/config").read_text(), "no secret in the committed config"
-    run(team_project, "dvc", "push")
 
-    clone = tmp_path / "clone"
-    git(tmp_path, "clone", "-q", str(team_project), str(clone))
-    run(clone, sys.executable, "-m", "digitflow.stack", "--state-dir", str(stack.state), "dvc-remote")
-    run(clone, "dvc", "pull")
+    stack.readme("git clone", cwd=tmp_path, DIGITFLOW_REPO=str(team_project))
+    clone = tmp_path / "digitflow"
+    stack.readme("python -m digitflow.stack dvc-remote", cwd=clone)
+    stack.readme("dvc pull", cwd=clone)
     assert (clone / "models/torch/model.pt").read_bytes() == (team_project / "models/torch/model.pt").read_bytes()
-    repro = run(clone, "dvc", "repro", **stack.client_env(ALICE))
-    assert "Running stage" not in repro.stdout
-    assert "Data and pipelines are up to date" in repro.stdout
-    shown = run(clone, "dvc", "exp", "show", "--csv", "--no-pager").stdout
-    accuracy = json.loads((team_project / "metrics/evaluate.json").read_text())["torch"]["test_accuracy"]
-    assert str(accuracy) in shown
+    repro = stack.readme("dvc repro", cwd=clone, **stack.client_env(stack.alice))
+    assert "Running stage" not in repro
+    assert "Data and pipelines are up to date" in repro
+    shown = stack.readme("dvc exp show --keep 'Experiment|(sklearn|torch)", cwd=clone, COLUMNS="250")
+    header = next(line for line in shown.splitlines() if "Experiment" in line).split()
+    columns = [
+        "Experiment",
+        "sklearn.test_accuracy",
+        "torch.test_accuracy",
+        "sklearn.mlflow_run_id",
+        "torch.mlflow_run_id",
+    ]
+    assert sorted(header) == sorted(columns), shown
+    (main,) = [line.split() for line in shown.splitlines() if line.split()[:1] == ["main"]]
+    values = dict(zip(header, main, strict=True))
+    evaluated = json.loads((team_project / "metrics/evaluate.json").read_text())
+    for model, run_id in run_ids(team_project).items():
+        assert values[f"{model}.mlflow_run_id"] == run_id, shown
+        assert float(values[f"{model}.test_accuracy"]) == pytest.approx(evaluated[model]["test_accuracy"], abs=1e-5)
 
 
 def test_pr_comment_links_each_model_run_on_the_server(stack: Stack, team_project: Path) -> None:
@@ -209,25 +253,33 @@ def test_pr_comment_links_each_model_run_on_the_server(stack: Stack, team_projec
     run(team_project, sys.executable, "-m", "stages.pr_report", "--base", "main", **env)
     comment = (team_project / "reports/pr/comment.md").read_text()
     assert "### MLflow runs" in comment
-    client = stack.client(ALICE)
+    client = stack.client(stack.alice)
     for run_id in run_ids(team_project).values():
         experiment_id = client.get_run(run_id).info.experiment_id
         assert f"({stack.config.mlflow_url}/#/experiments/{experiment_id}/runs/{run_id})" in comment
 
 
 def test_stack_restarts_with_its_data_and_stops_with_no_process_left(stack: Stack, team_project: Path) -> None:
+    """The README's `status`, `down` and `up` commands, as written."""
     pids = stack.pids()
     assert len(pids) == 2
-    assert "stopped: mlflow, seaweedfs" in stack.command("down")
+    status = stack.readme("python -m digitflow.stack status")
+    assert f"mlflow     running (pid {svc.read_pid(stack.state / 'mlflow.pid')})" in status
+    assert stack.config.mlflow_url in status
+    assert f"seaweedfs  running (pid {svc.read_pid(stack.state / 'seaweedfs.pid')})" in status
+    assert "stopped: mlflow, seaweedfs" in stack.readme("python -m digitflow.stack down")
     assert not [pid for pid in pids if svc.group_members(pid)], "a service or one of its workers is still running"
     assert all(svc.port_is_free(port) for port in stack.config.ports.values())
+    status = stack.readme("python -m digitflow.stack status")
+    assert "mlflow     stopped" in status
+    assert "seaweedfs  stopped" in status
 
-    stack.command("up")
-    client = stack.client(ALICE)
+    stack.readme("python -m digitflow.stack up")
+    client = stack.client(stack.alice)
     for run_id in run_ids(team_project).values():
         assert client.get_run(run_id).data.metrics["test_accuracy"] > 0.9, "runs survive a restart"
     assert client.list_artifacts(run_ids(team_project)["torch"]), "artifacts survive a restart"
 
     pids = stack.pids()
-    stack.command("down")
+    stack.readme("python -m digitflow.stack down")
     assert not [pid for pid in pids if svc.group_members(pid)]
