@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from digitflow import paths
 from digitflow.data import CLASS_NAMES, N_CLASSES, DatasetMeta
 from digitflow.figures import confusion_heatmap
+from digitflow.io import atomic_dir, save_arrays, write_json
 from digitflow.metrics import confusion, summary_metrics
 from digitflow.params import Params
 from digitflow.report import MODEL_TITLES
@@ -104,3 +108,19 @@ def registered_run_info(run: Any, logged: Any, model_name: str) -> RunInfo:
         registered_model=REGISTERED_MODELS[model_name],
         model_version=str(logged.registered_model_version),
     )
+
+
+def write_model_dir(
+    model_name: str,
+    model_file: Path,
+    save: Callable[[Path], None],
+    coefficients: tuple[np.ndarray, np.ndarray],
+    meta: DatasetMeta,
+) -> None:
+    """``models/<model>/``, all or nothing: the model file (``save(path)``), its coefficients for the
+    report's images, and its model card."""
+    coef, intercept = coefficients
+    with atomic_dir(paths.model_dir(model_name)) as out:
+        save(out / model_file.name)
+        save_arrays(out / paths.coef_file(model_name).name, coef=coef, intercept=intercept)
+        write_json(out / paths.MODEL_CARD_NAME, model_card(meta))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 from digitflow import paths
 from digitflow.cli import run_stage
 from digitflow.data import load_meta, load_split
-from digitflow.io import atomic_dir, save_arrays, write_json
 from digitflow.params import load_params
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,10 @@ def main() -> None:
         fit_metrics,
         log_confusion_matrix,
         log_training_inputs,
-        model_card,
         model_log_args,
         registered_run_info,
         run_params,
+        write_model_dir,
     )
 
     name = run_name_base(MODEL, meta.dataset)
@@ -67,11 +67,7 @@ def main() -> None:
             **model_log_args(MODEL, meta, example, model.predict_proba(example)),
         )
         info = registered_run_info(run, logged, MODEL)
-        with atomic_dir(paths.SKLEARN_MODEL_DIR) as out:
-            save_model(model, out / paths.SKLEARN_MODEL_FILE.name)
-            coef, intercept = coefficients(model)
-            save_arrays(out / paths.SKLEARN_COEF_FILE.name, coef=coef, intercept=intercept)
-            write_json(out / paths.MODEL_CARD_NAME, model_card(meta))
+        write_model_dir(MODEL, paths.SKLEARN_MODEL_FILE, partial(save_model, model), coefficients(model), meta)
         write_training_record(MODEL, info, fit_seconds, n_iter=metrics["n_iter"])
         write_training_outputs(MODEL, metrics)
     log.info("val accuracy %.4f in %.2f s (MLflow run %s)", metrics["val_accuracy"], fit_seconds, info.run_id)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 from digitflow import paths
 from digitflow.cli import run_stage
 from digitflow.data import load_meta, load_split
-from digitflow.io import atomic_dir, atomic_path, save_arrays, write_json
+from digitflow.io import atomic_path
 from digitflow.params import load_params
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,10 @@ def main() -> None:
         fit_metrics,
         log_confusion_matrix,
         log_training_inputs,
-        model_card,
         model_log_args,
         registered_run_info,
         run_params,
+        write_model_dir,
     )
 
     set_torch_threads(params.train_torch.threads)
@@ -74,11 +75,7 @@ def main() -> None:
             **model_log_args(MODEL, meta, example, predict_proba(model, example)),
         )
         info = registered_run_info(run, logged, MODEL)
-        with atomic_dir(paths.TORCH_MODEL_DIR) as out:
-            save_model(model, out / paths.TORCH_MODEL_FILE.name)
-            coef, intercept = coefficients(model)
-            save_arrays(out / paths.TORCH_COEF_FILE.name, coef=coef, intercept=intercept)
-            write_json(out / paths.MODEL_CARD_NAME, model_card(meta))
+        write_model_dir(MODEL, paths.TORCH_MODEL_FILE, partial(save_model, model), coefficients(model), meta)
         write_training_record(MODEL, info, train_seconds, epochs=len(result.history))
         with atomic_path(paths.TORCH_HISTORY_FILE) as tmp:
             pd.DataFrame(result.history).to_csv(tmp, index=False, float_format="%.6f")
