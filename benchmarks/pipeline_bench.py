@@ -50,9 +50,10 @@ def make_project_copy(destination: Path, **sections: dict[str, Any]) -> Path:
 
 
 def command_env(**extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("DVC_", "PYTEST_"))}
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        env.pop(name, None)
+    """The environment for the project's commands: this venv first, no inherited MLflow server or
+    credentials (each benchmark chooses its store), no DVC or pytest variables, no telemetry."""
+    dropped = ("DVC_", "PYTEST_", "MLFLOW_TRACKING_", "MLFLOW_REGISTRY_URI")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(dropped)}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", DVC_NO_ANALYTICS="1", **extra)
     return env

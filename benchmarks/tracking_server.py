@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import statistics
 import subprocess
@@ -29,18 +28,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.pipeline_bench import command_env  # noqa: E402
 from digitflow import testing  # noqa: E402
 from digitflow.stack import existing_config  # noqa: E402
 
 PROBE = ROOT / "benchmarks" / "stage_probe.py"
 STAGES = ("train_sklearn", "train_torch", "evaluate")
-
-
-def command_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_TRACKING_", "PYTEST_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", **extra)
-    return env
 
 
 def run(cwd: Path, command: list[str], env: dict[str, str]) -> float:
