@@ -109,6 +109,9 @@ class TrainTorchParams(_Section):
     scaling: Scaling = "standard"
     optimizer: Literal["sgd", "adam"] = "adam"
     lr: Float = Field(0.01, gt=0)
+    # constant: ``lr`` throughout; cosine: from ``lr`` down to zero over all batches of all epochs
+    # (``CosineAnnealingLR`` stepped per batch), which lets a few large-batch epochs converge.
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     batch_size: int = Field(256, ge=1)
     epochs: int = Field(20, ge=1)
     weight_decay: Float = Field(0.0, ge=0)

@@ -103,6 +103,14 @@ def _make_optimizer(model: nn.Module, params: TrainTorchParams) -> torch.optim.O
     return torch.optim.SGD(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
 
 
+def _make_schedule(
+    optimizer: torch.optim.Optimizer, params: TrainTorchParams, n_batches: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    if params.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=params.epochs * n_batches)
+    return None
+
+
 @torch.no_grad()
 def _loss_and_accuracy(model: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     logits = model(features)
@@ -143,6 +151,7 @@ def train_logistic_regression(
         x_train, x_val = model.normalise(x_train), model.normalise(x_val)
     optimizer = _make_optimizer(model, params)
     n_batches = math.ceil(len(x_train) / params.batch_size)
+    schedule = _make_schedule(optimizer, params, n_batches)
     result = TrainingResult(model=model, device=str(device))
     bar = EpochProgress(params.epochs, enabled=progress)
     for epoch in range(1, params.epochs + 1):
@@ -162,6 +171,8 @@ def train_logistic_regression(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
         model.eval()
         train_loss, train_accuracy = _loss_and_accuracy(model.linear, x_train, y_train)
         val_loss, val_accuracy = _loss_and_accuracy(model.linear, x_val, y_val)

@@ -117,6 +117,7 @@ def test_test_size_outside_open_unit_interval(value, bound):
         ("train_sklearn", "solver", "adam", ["'lbfgs'", "'saga'", "'liblinear'"]),
         ("train_sklearn", "scaling", "robust", ["'none'", "'minmax'", "'standard'"]),
         ("train_torch", "optimizer", "rmsprop", ["'sgd'", "'adam'"]),
+        ("train_torch", "lr_schedule", "linear", ["'constant'", "'cosine'"]),
     ],
 )
 def test_unknown_choice_lists_what_is_allowed(section, key, value, allowed):
@@ -252,8 +253,9 @@ def test_switching_the_dataset_switches_its_block():
     mnist = parse_params({**raw, "data": {"dataset": "mnist"}}).train_torch
     assert digits.model_dump() == {**digits.model_dump(), **raw["train_torch"]["digits"]}
     assert mnist.model_dump() == {**mnist.model_dump(), **raw["train_torch"]["mnist"]}
-    assert (digits.batch_size, mnist.batch_size) == (32, 2048)
+    assert (digits.batch_size, mnist.batch_size) == (32, 1024)
     assert digits.lr == mnist.lr == raw["train_torch"]["lr"]
+    assert digits.lr_schedule == mnist.lr_schedule == "cosine"
 
 
 def test_a_key_in_the_section_and_in_a_block_is_refused():

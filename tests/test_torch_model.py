@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,7 @@ def reference_training(data, params: TrainTorchParams) -> LogisticRegressionNet:
     model.set_scaling(*scaling_statistics(x_train, params.scaling))
     optimizer_class = torch.optim.Adam if params.optimizer == "adam" else torch.optim.SGD
     optimizer = optimizer_class(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    steps, done = params.epochs * math.ceil(len(x) / params.batch_size), 0
     for _ in range(params.epochs):
         order = torch.randperm(len(x), generator=shuffle)
         for start in range(0, len(x), params.batch_size):
@@ -107,16 +109,25 @@ def reference_training(data, params: TrainTorchParams) -> LogisticRegressionNet:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            done += 1
+            if params.lr_schedule == "cosine":  # CosineAnnealingLR's closed form: from lr down to zero
+                for group in optimizer.param_groups:
+                    group["lr"] = params.lr * (1 + math.cos(math.pi * done / steps)) / 2
     return model
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_updates_match_torch_optim(data, optimizer):
-    params = TrainTorchParams(optimizer=optimizer, lr=0.05, batch_size=64, epochs=2, weight_decay=0.01, seed=3)
+@pytest.mark.parametrize(("optimizer", "schedule"), [("sgd", "constant"), ("adam", "constant"), ("adam", "cosine")])
+def test_updates_match_torch_optim(data, optimizer, schedule):
+    params = TrainTorchParams(
+        optimizer=optimizer, lr=0.05, lr_schedule=schedule, batch_size=64, epochs=2, weight_decay=0.01, seed=3
+    )
     ours = train(data, params).model
     reference = reference_training(data, params)
     torch.testing.assert_close(ours.linear.weight, reference.linear.weight, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(ours.linear.bias, reference.linear.bias, rtol=1e-4, atol=1e-5)
+    if schedule == "cosine":  # the schedule changed the training, so the comparison above means something
+        constant = train(data, params.model_copy(update={"lr_schedule": "constant"})).model
+        assert not torch.allclose(ours.linear.weight, constant.linear.weight, rtol=1e-3, atol=1e-4)
 
 
 def test_huge_learning_rate_diverges_with_a_helpful_message(data):
