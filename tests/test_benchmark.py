@@ -104,7 +104,7 @@ def test_import_floor_and_params_error(quick_results: dict) -> None:
 
 def test_targets_are_reported(quick_results: dict) -> None:
     targets = quick_results["targets"]
-    assert len(targets) == 12
+    assert len(targets) == 13
     by_name = {row["name"]: row for row in targets}
     assert by_name["dvc repro MNIST from clean (s)"]["met"] is None  # no dvc repro in quick mode
     assert by_name["train_torch training, busy / quiet"]["met"] is None  # nor the busy machine
