@@ -440,7 +440,8 @@ def test_mnist_end_to_end_from_a_local_mirror(tmp_path: Path, mnist_mirror: str)
     assert set(metrics) == {"sklearn", "torch"}
     for model, values in metrics.items():
         assert values["test_accuracy"] >= 0.925, f"{model}: {values}"
-    assert json.loads((project / "metrics/runs/torch.json").read_text())["torch"]["epochs"] == 25
+    mnist_epochs = yaml.safe_load((project / "params.yaml").read_text())["train_torch"]["mnist"]["epochs"]
+    assert json.loads((project / "metrics/runs/torch.json").read_text())["torch"]["epochs"] == mnist_epochs
     assert len((project / "metrics/confusion/torch.csv").read_text().splitlines()) == 1 + 10_000
     raw = project / "data/raw/MNIST/raw"
     assert sorted(p.name for p in raw.glob("*.gz")) == sorted(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from digitflow.params import GateParams
 from digitflow.pr_report import (
@@ -336,7 +337,8 @@ def test_weaker_model_fails_the_gate_with_a_full_comment(pr_project: Path) -> No
             row = f"| {title} | {metric} | {old:.4f} | {value:.4f} | {value - old:+.4f}"
             assert row in comment, f"no row {row!r} in\n{comment}"
     assert "| params.yaml | train_torch.digits.epochs | 50 | 1 |" in comment
-    assert "| params.yaml | train_torch.lr | 0.003 | 0.0001 |" in comment
+    base_lr = yaml.safe_load(git(pr_project, "show", "main:params.yaml"))["train_torch"]["lr"]
+    assert f"| params.yaml | train_torch.lr | {base_lr} | 0.0001 |" in comment
     links = image_links(comment)
     assert sorted(links) == sorted(
         f"{name}_{side}.png"

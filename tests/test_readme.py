@@ -49,7 +49,7 @@ CHECKED_BY = {
     ),
     "dvc queue start -j 2": "test_experiments.py::test_queued_experiments_land_in_the_repository_store",
     "dvc exp show --sort-by torch.test_accuracy --sort-order desc --keep "
-    "'Experiment|(sklearn|torch)\\.(test_accuracy|mlflow_run_id)|train_torch\\.lr|train_sklearn\\.C$' --drop '.*'": (
+    "'Experiment|(sklearn|torch)\\.(test_accuracy|mlflow_run_id)|train_torch\\.lr$|train_sklearn\\.C$' --drop '.*'": (
         "test_experiments.py::test_queued_experiments_land_in_the_repository_store"
     ),
     # Not run by the tests: minutes of MNIST training and several clean `dvc repro`s. Its --quick form
