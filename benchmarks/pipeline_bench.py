@@ -88,17 +88,18 @@ def dvc_repro(project: Path, env: dict[str, str]) -> dict[str, Any]:
     return {"seconds": round(result["seconds"], 2), "cpu_seconds": round(result["cpu_seconds"], 2), "stages_run": ran}
 
 
+def median_times(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Median wall and CPU seconds of repeated runs, rounded like every figure of the benchmark."""
+    return {key: round(statistics.median(run[key] for run in runs), 2) for key in ("seconds", "cpu_seconds")}
+
+
 def noop_again(project: Path, env: dict[str, str], repeats: int) -> dict[str, Any]:
     """The median of ``repeats`` more no-op ``dvc repro`` runs: the steady state a user sees when typing it
     again, measured like the import floor (the first no-op after a repro is reported on its own)."""
     runs = [dvc_repro(project, env) for _ in range(repeats)]
-    seconds = statistics.median(run["seconds"] for run in runs)
-    log(f"no-op dvc repro again (median of {repeats}): {seconds} s")
-    return {
-        "seconds": seconds,
-        "cpu_seconds": statistics.median(run["cpu_seconds"] for run in runs),
-        "stages_run": sorted({stage for run in runs for stage in run["stages_run"]}),
-    }
+    median = median_times(runs)
+    log(f"no-op dvc repro again (median of {repeats}): {median['seconds']} s")
+    return {**median, "stages_run": sorted({stage for run in runs for stage in run["stages_run"]})}
 
 
 def import_floor(env: dict[str, str], repeats: int) -> dict[str, Any]:
@@ -106,11 +107,9 @@ def import_floor(env: dict[str, str], repeats: int) -> dict[str, Any]:
     so the figure is the warm page cache's, like a stage's)."""
     command = [sys.executable, "-c", IMPORT_FLOOR]
     timed_command(ROOT, command, env)
-    runs = [timed_command(ROOT, command, env) for _ in range(repeats)]
-    seconds = statistics.median(run["seconds"] for run in runs)
-    cpu = statistics.median(run["cpu_seconds"] for run in runs)
-    log(f"import floor ({IMPORT_FLOOR}): {seconds:.2f} s")
-    return {"command": f'python -c "{IMPORT_FLOOR}"', "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2)}
+    median = median_times([timed_command(ROOT, command, env) for _ in range(repeats)])
+    log(f"import floor ({IMPORT_FLOOR}): {median['seconds']:.2f} s")
+    return {"command": f'python -c "{IMPORT_FLOOR}"', **median}
 
 
 def params_error(project: Path, env: dict[str, str]) -> dict[str, Any]:

@@ -141,7 +141,7 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 def _torch_settings(params: dict[str, Any]) -> str:
     return (
-        f"{params['optimizer']} lr {params['lr']:g} {params.get('lr_schedule', 'constant')}, "
+        f"{params['optimizer']} lr {params['lr']:g} {params['lr_schedule']}, "
         f"batch {params['batch_size']}, {params['epochs']} epochs, "
         f"wd {params['weight_decay']:g}"
     )

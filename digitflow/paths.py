@@ -71,6 +71,10 @@ def model_card_file(model: str) -> Path:
     return model_dir(model) / MODEL_CARD_NAME
 
 
+def model_file(model: str) -> Path:
+    return {"sklearn": SKLEARN_MODEL_FILE, "torch": TORCH_MODEL_FILE}[model]
+
+
 def coef_file(model: str) -> Path:
     return {"sklearn": SKLEARN_COEF_FILE, "torch": TORCH_COEF_FILE}[model]
 

@@ -111,16 +111,12 @@ def registered_run_info(run: Any, logged: Any, model_name: str) -> RunInfo:
 
 
 def write_model_dir(
-    model_name: str,
-    model_file: Path,
-    save: Callable[[Path], None],
-    coefficients: tuple[np.ndarray, np.ndarray],
-    meta: DatasetMeta,
+    model_name: str, save: Callable[[Path], None], coefficients: tuple[np.ndarray, np.ndarray], meta: DatasetMeta
 ) -> None:
     """``models/<model>/``, all or nothing: the model file (``save(path)``), its coefficients for the
     report's images, and its model card."""
     coef, intercept = coefficients
     with atomic_dir(paths.model_dir(model_name)) as out:
-        save(out / model_file.name)
+        save(out / paths.model_file(model_name).name)
         save_arrays(out / paths.coef_file(model_name).name, coef=coef, intercept=intercept)
         write_json(out / paths.MODEL_CARD_NAME, model_card(meta))

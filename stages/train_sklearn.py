@@ -6,7 +6,6 @@ import logging
 import time
 from functools import partial
 
-from digitflow import paths
 from digitflow.cli import run_stage
 from digitflow.data import load_meta, load_split
 from digitflow.params import load_params
@@ -67,7 +66,7 @@ def main() -> None:
             **model_log_args(MODEL, meta, example, model.predict_proba(example)),
         )
         info = registered_run_info(run, logged, MODEL)
-        write_model_dir(MODEL, paths.SKLEARN_MODEL_FILE, partial(save_model, model), coefficients(model), meta)
+        write_model_dir(MODEL, partial(save_model, model), coefficients(model), meta)
         write_training_record(MODEL, info, fit_seconds, n_iter=metrics["n_iter"])
         write_training_outputs(MODEL, metrics)
     log.info("val accuracy %.4f in %.2f s (MLflow run %s)", metrics["val_accuracy"], fit_seconds, info.run_id)

@@ -75,7 +75,7 @@ def main() -> None:
             **model_log_args(MODEL, meta, example, predict_proba(model, example)),
         )
         info = registered_run_info(run, logged, MODEL)
-        write_model_dir(MODEL, paths.TORCH_MODEL_FILE, partial(save_model, model), coefficients(model), meta)
+        write_model_dir(MODEL, partial(save_model, model), coefficients(model), meta)
         write_training_record(MODEL, info, train_seconds, epochs=len(result.history))
         with atomic_path(paths.TORCH_HISTORY_FILE) as tmp:
             pd.DataFrame(result.history).to_csv(tmp, index=False, float_format="%.6f")
