@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from digitflow import testing  # noqa: E402
-from digitflow.testing import set_params  # noqa: E402
+from tests.support import project as testing  # noqa: E402
+from tests.support.project import set_params  # noqa: E402
 
 PROBE = ROOT / "benchmarks" / "stage_probe.py"
 STAGES = ("validate", "fetch", "preprocess", "split", "train_sklearn", "train_torch", "evaluate", "report")

@@ -48,9 +48,9 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.pipeline_bench import bench_pipeline, log  # noqa: E402
 from benchmarks.targets import check_targets, first_reaching, markdown  # noqa: E402
-from digitflow.determinism import pin_cpu_kernels  # noqa: E402
-from digitflow.params import Params, parse_params  # noqa: E402
-from digitflow.testing import serve_folder  # noqa: E402
+from digitflow.core.determinism import pin_cpu_kernels  # noqa: E402
+from digitflow.core.params import Params, parse_params  # noqa: E402
+from tests.support.project import serve_folder  # noqa: E402
 
 DEFAULT_MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results.json"
@@ -64,8 +64,8 @@ ACCURACY_MARKS = (0.92, 0.925)
 
 
 def prepare_mnist(workdir: Path, mirror: str, params: Params) -> dict[str, Any]:
-    from digitflow.data import preprocess_images, split_indices
-    from digitflow.mnist import download_mnist, load_mnist_images
+    from digitflow.data.datasets import preprocess_images, split_indices
+    from digitflow.data.mnist import download_mnist, load_mnist_images
 
     started = time.perf_counter()
     root = workdir / "mnist-raw"
@@ -162,8 +162,8 @@ def bench_train_torch(mnist: dict[str, Any], params: Params, train_rows: np.ndar
     import torch
     import torch._dynamo  # as stages/train_torch.py: the first optimizer's import is not training
 
-    from digitflow.determinism import set_torch_threads
-    from digitflow.torch_model import train_logistic_regression
+    from digitflow.core.determinism import set_torch_threads
+    from digitflow.models.torch_model import train_logistic_regression
 
     set_torch_threads(params.train_torch.threads)  # as the stage does
 
@@ -219,7 +219,7 @@ def bench_sklearn(mnist: dict[str, Any], params: Params, train_rows: np.ndarray)
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    from digitflow.sklearn_model import build_model
+    from digitflow.models.sklearn_model import build_model
 
     images, features, labels, split = mnist["images"], mnist["features"], mnist["labels"], mnist["split"]
     pixels = images.reshape(len(images), -1) / 255.0
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    pin_cpu_kernels()  # the kernels the stages use (digitflow/determinism.py), before PyTorch loads MKL
+    pin_cpu_kernels()  # the kernels the stages use (digitflow/core/determinism.py), before PyTorch loads MKL
 
     import torch
 

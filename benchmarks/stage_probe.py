@@ -27,9 +27,22 @@ from pathlib import Path  # noqa: E402
 
 # What each stage imports anyway, apart from MLflow; imported first so their cost is not MLflow's.
 STAGE_LIBRARIES = {
-    "stages.train_torch": ["numpy", "pandas", "torch", "digitflow.data", "digitflow.figures"],
-    "stages.train_sklearn": ["numpy", "pandas", "sklearn.linear_model", "digitflow.data", "digitflow.figures"],
-    "stages.evaluate": ["numpy", "pandas", "torch", "sklearn.linear_model", "digitflow.data", "digitflow.figures"],
+    "stages.train_torch": ["numpy", "pandas", "torch", "digitflow.data.datasets", "digitflow.evaluation.figures"],
+    "stages.train_sklearn": [
+        "numpy",
+        "pandas",
+        "sklearn.linear_model",
+        "digitflow.data.datasets",
+        "digitflow.evaluation.figures",
+    ],
+    "stages.evaluate": [
+        "numpy",
+        "pandas",
+        "torch",
+        "sklearn.linear_model",
+        "digitflow.data.datasets",
+        "digitflow.evaluation.figures",
+    ],
 }
 # The MLflow modules each stage uses (mlflow.pytorch imports torch, which train_sklearn never loads).
 MLFLOW_MODULES = {
@@ -51,10 +64,10 @@ WRAPPED = [
     ("mlflow.models", "infer_signature"),
     ("mlflow.pytorch", "log_model"),
     ("mlflow.sklearn", "log_model"),
-    ("digitflow.tracking", "prepare_experiment"),
-    ("digitflow.tracking", "run_tags"),
-    ("digitflow.tracking", "log_step_metrics"),
-    ("digitflow.training", "log_confusion_matrix"),
+    ("digitflow.tracking.runs", "prepare_experiment"),
+    ("digitflow.tracking.runs", "run_tags"),
+    ("digitflow.tracking.runs", "log_step_metrics"),
+    ("digitflow.tracking.training_log", "log_confusion_matrix"),
 ]
 
 

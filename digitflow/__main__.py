@@ -16,16 +16,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from digitflow import paths
-from digitflow.cli import run_stage
-from digitflow.errors import DigitflowError
+from digitflow.core import paths
+from digitflow.core.errors import DigitflowError
+from digitflow.core.shell import run_stage
 
 
 def _promote(args: argparse.Namespace) -> None:
     import mlflow
 
-    from digitflow.registry import promote
-    from digitflow.tracking import tracking_uri
+    from digitflow.tracking.registry import promote
+    from digitflow.tracking.runs import tracking_uri
 
     result = promote(args.model, args.metric, args.version, args.force, mlflow.MlflowClient(tracking_uri()))
     print(result.describe())
@@ -33,7 +33,7 @@ def _promote(args: argparse.Namespace) -> None:
 
 def serve_command(model: str, host: str, port: int) -> list[str]:
     """``mlflow models serve`` of the champion, in this environment (no virtualenv to build offline)."""
-    from digitflow.registry import champion_uri
+    from digitflow.tracking.registry import champion_uri
 
     return ["mlflow", "models", "serve", "-m", champion_uri(model), "--host", host, "--port", str(port),
             "--env-manager", "local"]  # fmt: skip
@@ -43,9 +43,9 @@ def _serve(args: argparse.Namespace) -> None:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from digitflow.registry import CHAMPION
-    from digitflow.tracking import tracking_uri
-    from digitflow.training import REGISTERED_MODELS
+    from digitflow.tracking.registry import CHAMPION
+    from digitflow.tracking.runs import tracking_uri
+    from digitflow.tracking.training_log import REGISTERED_MODELS
 
     uri = tracking_uri()
     name = REGISTERED_MODELS[args.model]
@@ -62,14 +62,14 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from digitflow.predict import local_predictor, read_images, registry_predictor
+    from digitflow.models.predict import local_predictor, read_images, registry_predictor
 
     missing = [str(f) for f in args.images if not Path(f).is_file()]
     if missing:
         raise DigitflowError(f"no such image file: {', '.join(missing)}")
     if args.source == "champion":
-        from digitflow.registry import champion_uri
-        from digitflow.tracking import tracking_uri
+        from digitflow.tracking.registry import champion_uri
+        from digitflow.tracking.runs import tracking_uri
 
         os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri())
         predictor, card = registry_predictor(champion_uri(args.model))

@@ -7,21 +7,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from digitflow import paths
-from digitflow.cli import run_stage
-from digitflow.data import CLASS_NAMES, load_meta, load_split
-from digitflow.io import atomic_dir, atomic_path, save_figure, write_json, write_text
-from digitflow.params import load_params
+from digitflow.core import paths
+from digitflow.core.io import atomic_dir, atomic_path, save_figure, write_json, write_text
+from digitflow.core.params import load_params
+from digitflow.core.shell import run_stage
+from digitflow.data.datasets import CLASS_NAMES, load_meta, load_split
 
 if TYPE_CHECKING:
-    from digitflow.evaluation import ModelEvaluation
+    from digitflow.evaluation.evaluate import ModelEvaluation
 
 log = logging.getLogger(__name__)
 
 
 def predict_test_proba(model: str, features: np.ndarray) -> np.ndarray:
     """Probabilities from the saved model itself, given raw pixels, as a user of the model would."""
-    from digitflow.predict import local_predictor
+    from digitflow.models.predict import local_predictor
 
     predictor, _card = local_predictor(model)
     return predictor(features)
@@ -41,15 +41,15 @@ def main() -> None:
     # Heavy imports only once the params are known to be valid: a typo is reported in a second.
     import mlflow
 
-    from digitflow.evaluation import evaluate_model, evaluation_log, write_workbook
-    from digitflow.evaluation_tracking import TestResults, log_test_results, target_run
-    from digitflow.figures import confusion_heatmap
-    from digitflow.records import read_run_info
-    from digitflow.registry import record_test_metrics
-    from digitflow.report import MODEL_TITLES
-    from digitflow.tracking import tracking_uri
-    from digitflow.tracking_faults import store_errors
-    from digitflow.training import dataset_input
+    from digitflow.evaluation.evaluate import evaluate_model, evaluation_log, write_workbook
+    from digitflow.evaluation.figures import confusion_heatmap
+    from digitflow.reporting.report import MODEL_TITLES
+    from digitflow.tracking.evaluation_runs import TestResults, log_test_results, target_run
+    from digitflow.tracking.faults import store_errors
+    from digitflow.tracking.records import read_run_info
+    from digitflow.tracking.registry import record_test_metrics
+    from digitflow.tracking.runs import tracking_uri
+    from digitflow.tracking.training_log import dataset_input
 
     meta = load_meta()
     test = load_split("test")

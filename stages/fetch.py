@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 
-from digitflow import paths
-from digitflow.cli import run_stage
-from digitflow.data import load_digits_images
-from digitflow.io import atomic_dir, save_arrays
-from digitflow.params import load_params
-from digitflow.progress import download_bars_only_in_a_terminal
+from digitflow.core import paths
+from digitflow.core.io import atomic_dir, save_arrays
+from digitflow.core.params import load_params
+from digitflow.core.progress import download_bars_only_in_a_terminal
+from digitflow.core.shell import run_stage
+from digitflow.data.datasets import load_digits_images
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def main() -> None:
             save_arrays(raw_dir / paths.RAW_DIGITS_FILE.name, images=images, labels=labels)
             log.info("saved %d digits images to %s", len(images), paths.RAW_DIGITS_FILE)
         else:
-            from digitflow.mnist import download_mnist, resolve_mirrors
+            from digitflow.data.mnist import download_mnist, resolve_mirrors
 
             mirrors = resolve_mirrors(params.fetch.mirrors)
             log.info("downloading MNIST from %s", ", ".join(mirrors))

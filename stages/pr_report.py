@@ -14,8 +14,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from digitflow.cli import run_stage
-from digitflow.pr_report import DEFAULT_OUTPUT, GateFailedError, build_pr_report, gate_failure_message
+from digitflow.core.shell import run_stage
+from digitflow.reporting.pr.comment import DEFAULT_OUTPUT, GateFailedError, build_pr_report, gate_failure_message
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ import logging
 
 import numpy as np
 
-from digitflow import paths
-from digitflow.artifacts import reading
-from digitflow.cli import run_stage
-from digitflow.data import PIXEL_MAX, DatasetMeta, preprocess_images
-from digitflow.io import atomic_dir, save_array, write_json
-from digitflow.params import load_params
+from digitflow.core import paths
+from digitflow.core.inputs import reading
+from digitflow.core.io import atomic_dir, save_array, write_json
+from digitflow.core.params import load_params
+from digitflow.core.shell import run_stage
+from digitflow.data.datasets import PIXEL_MAX, DatasetMeta, preprocess_images
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def main() -> None:
             images, labels = raw["images"], raw["labels"]
         test_start = None
     else:
-        from digitflow.mnist import load_mnist_images
+        from digitflow.data.mnist import load_mnist_images
 
         with reading(paths.RAW_DIR):
             images, labels, test_start = load_mnist_images(paths.RAW_DIR)

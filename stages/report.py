@@ -6,12 +6,12 @@ import logging
 
 import numpy as np
 
-from digitflow import paths
-from digitflow.artifacts import read, read_npz
-from digitflow.cli import run_stage
-from digitflow.data import load_meta
-from digitflow.io import atomic_dir, read_json, save_figure, write_text
-from digitflow.params import load_params
+from digitflow.core import paths
+from digitflow.core.inputs import read, read_npz
+from digitflow.core.io import atomic_dir, read_json, save_figure, write_text
+from digitflow.core.params import load_params
+from digitflow.core.shell import run_stage
+from digitflow.data.datasets import load_meta
 
 log = logging.getLogger(__name__)
 N_SAMPLES = 30
@@ -22,9 +22,9 @@ def main() -> None:
     load_params()  # validate before any work (and before the heavy imports), as every stage does
     import pandas as pd
 
-    from digitflow.figures import coefficient_images, image_grid, learning_curves
-    from digitflow.records import read_training_summary
-    from digitflow.report import MODEL_TITLES, ReportInputs, build_report, misclassified
+    from digitflow.evaluation.figures import coefficient_images, image_grid, learning_curves
+    from digitflow.reporting.report import MODEL_TITLES, ReportInputs, build_report, misclassified
+    from digitflow.tracking.records import read_training_summary
 
     meta = load_meta()
     images = read(paths.FEATURES_FILE, np.load, mmap_mode="r").reshape(-1, *meta.image_shape)

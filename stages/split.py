@@ -6,12 +6,12 @@ import logging
 
 import numpy as np
 
-from digitflow import paths
-from digitflow.artifacts import reading
-from digitflow.cli import run_stage
-from digitflow.data import load_meta, split_indices
-from digitflow.io import save_arrays
-from digitflow.params import load_params
+from digitflow.core import paths
+from digitflow.core.inputs import reading
+from digitflow.core.io import save_arrays
+from digitflow.core.params import load_params
+from digitflow.core.shell import run_stage
+from digitflow.data.datasets import load_meta, split_indices
 
 log = logging.getLogger(__name__)
 

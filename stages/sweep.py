@@ -18,9 +18,10 @@ from pathlib import Path
 
 import yaml
 
-from digitflow import paths
-from digitflow.cli import run_stage
-from digitflow.sweep import (
+from digitflow.core import paths
+from digitflow.core.shell import run_stage
+from digitflow.sweep.space import SWEEP_FILE, SweepConfigError, load_config, parse_assignment, validate
+from digitflow.sweep.worker import (
     Settings,
     apply_best,
     default_storage,
@@ -30,8 +31,7 @@ from digitflow.sweep import (
     summary,
     work,
 )
-from digitflow.sweep_space import SWEEP_FILE, SweepConfigError, load_config, parse_assignment, validate
-from digitflow.tracking import repository_root
+from digitflow.tracking.runs import repository_root
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def write_history_plot(study: object, path: Path) -> None:
     from optuna.exceptions import ExperimentalWarning
     from optuna.visualization.matplotlib import plot_optimization_history
 
-    from digitflow.io import atomic_path
+    from digitflow.core.io import atomic_path
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)  # matplotlib plots are "experimental" in Optuna

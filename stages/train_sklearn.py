@@ -6,9 +6,9 @@ import logging
 import time
 from functools import partial
 
-from digitflow.cli import run_stage
-from digitflow.data import load_meta, load_split
-from digitflow.params import load_params
+from digitflow.core.params import load_params
+from digitflow.core.shell import run_stage
+from digitflow.data.datasets import load_meta, load_split
 
 log = logging.getLogger(__name__)
 MODEL = "sklearn"
@@ -22,10 +22,10 @@ def main() -> None:
     import mlflow
     import sklearn
 
-    from digitflow.records import write_training_outputs, write_training_record
-    from digitflow.sklearn_model import build_model, classifier, coefficients, save_model
-    from digitflow.tracking import run_name_base, training_run
-    from digitflow.training import (
+    from digitflow.models.sklearn_model import build_model, classifier, coefficients, save_model
+    from digitflow.tracking.records import write_training_outputs, write_training_record
+    from digitflow.tracking.runs import run_name_base, training_run
+    from digitflow.tracking.training_log import (
         fit_metrics,
         log_confusion_matrix,
         log_training_inputs,

@@ -7,11 +7,11 @@ import logging
 import time
 from functools import partial
 
-from digitflow import paths
-from digitflow.cli import run_stage
-from digitflow.data import load_meta, load_split
-from digitflow.io import atomic_path
-from digitflow.params import load_params
+from digitflow.core import paths
+from digitflow.core.io import atomic_path
+from digitflow.core.params import load_params
+from digitflow.core.shell import run_stage
+from digitflow.data.datasets import load_meta, load_split
 
 log = logging.getLogger(__name__)
 MODEL = "torch"
@@ -27,9 +27,8 @@ def main() -> None:
     import torch
     import torch._dynamo  # the first optimizer imports it: start-up, not training time
 
-    from digitflow.determinism import set_torch_threads
-    from digitflow.records import write_training_outputs, write_training_record
-    from digitflow.torch_model import (
+    from digitflow.core.determinism import set_torch_threads
+    from digitflow.models.torch_model import (
         ProbabilityModel,
         coefficients,
         predict_proba,
@@ -37,8 +36,9 @@ def main() -> None:
         select_device,
         train_logistic_regression,
     )
-    from digitflow.tracking import log_step_metrics, run_name_base, training_run
-    from digitflow.training import (
+    from digitflow.tracking.records import write_training_outputs, write_training_record
+    from digitflow.tracking.runs import log_step_metrics, run_name_base, training_run
+    from digitflow.tracking.training_log import (
         fit_metrics,
         log_confusion_matrix,
         log_training_inputs,

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 
-from digitflow.cli import run_stage
-from digitflow.params import load_params
-from digitflow.paths import PARAMS_FILE
+from digitflow.core.params import load_params
+from digitflow.core.paths import PARAMS_FILE
+from digitflow.core.shell import run_stage
 
 log = logging.getLogger(__name__)
 

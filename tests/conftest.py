@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from digitflow import testing
-from digitflow.testing import serve_folder
+from tests.support import project as testing
+from tests.support.project import serve_folder
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = PROJECT_ROOT.parent / "shared" / "data" / "mnist"

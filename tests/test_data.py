@@ -1,4 +1,4 @@
-"""digitflow.data: the classic digits split, stratified validation, raw pixels with no statistics."""
+"""digitflow.data.datasets: the classic digits split, stratified validation, raw pixels with no statistics."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.model_selection import train_test_split
 
-from digitflow.data import (
+from digitflow.core.errors import ParamsError
+from digitflow.core.params import SplitParams
+from digitflow.data.datasets import (
     N_CLASSES,
     DatasetMeta,
     flatten_images,
@@ -18,8 +20,6 @@ from digitflow.data import (
     preprocess_images,
     split_indices,
 )
-from digitflow.errors import ParamsError
-from digitflow.params import SplitParams
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""digitflow.evaluation: one model's test results, the plain-text log and the Excel workbook."""
+"""digitflow.evaluation.evaluate: one model's test results, the plain-text log and the Excel workbook."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from digitflow.evaluation import comparison_table, evaluate_model, evaluation_log, write_workbook
-from digitflow.metrics import confusion, summary_metrics
+from digitflow.evaluation.evaluate import comparison_table, evaluate_model, evaluation_log, write_workbook
+from digitflow.evaluation.metrics import confusion, summary_metrics
 
 
 def probabilities(labels: np.ndarray, wrong_every: int, seed: int) -> np.ndarray:

@@ -40,7 +40,7 @@ PARALLEL_WRITER = textwrap.dedent(
     """
     import sys, time
     import mlflow
-    from digitflow.tracking import training_run
+    from digitflow.tracking.runs import training_run
 
     start_at = float(sys.argv[1])
     time.sleep(max(0.0, start_at - time.time()))

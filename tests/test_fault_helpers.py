@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digitflow import paths
-from digitflow.artifacts import producing_stage, read, read_npz, repair_hint
-from digitflow.cli import debug_requested
-from digitflow.determinism import AVX2_PINS, THREAD_PINS, pin_cpu_kernels
-from digitflow.errors import InputError
-from digitflow.io import read_json
-from digitflow.tracking_faults import HTTP_DEFAULTS, apply_http_defaults
-from digitflow.tracking_faults import repair_hint as store_hint
+from digitflow.core import paths
+from digitflow.core.determinism import AVX2_PINS, THREAD_PINS, pin_cpu_kernels
+from digitflow.core.errors import InputError
+from digitflow.core.inputs import producing_stage, read, read_npz, repair_hint
+from digitflow.core.io import read_json
+from digitflow.core.shell import debug_requested
+from digitflow.tracking.faults import HTTP_DEFAULTS, apply_http_defaults
+from digitflow.tracking.faults import repair_hint as store_hint
 from tests.conftest import PROJECT_ROOT
 
 

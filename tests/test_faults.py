@@ -24,8 +24,8 @@ import mlflow
 import pytest
 import yaml
 
-from digitflow.testing import set_params
 from tests.conftest import make_project_copy, pipeline_env, run
+from tests.support.project import set_params
 
 pytestmark = pytest.mark.e2e
 
@@ -330,6 +330,6 @@ def test_tracking_server_killed_mid_run(project: Path, tmp_path: Path, monkeypat
     # The server could not be told; once it is back, the next pipeline run marks the run FAILED.
     run_id = running[0].info.run_id
     with mlflow_server(store) as (uri, _):
-        mark = "from digitflow.tracking import prepare_experiment; prepare_experiment('digitflow')"
+        mark = "from digitflow.tracking.runs import prepare_experiment; prepare_experiment('digitflow')"
         run(project, sys.executable, "-c", mark, MLFLOW_TRACKING_URI=uri)
         assert mlflow.MlflowClient(tracking_uri=uri).get_run(run_id).info.status == "FAILED"

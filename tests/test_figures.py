@@ -1,4 +1,4 @@
-"""digitflow.figures: arrays in, a Figure out with the expected axes and images; bad inputs refused."""
+"""digitflow.evaluation.figures: arrays in, a Figure out with the expected axes and images; bad inputs refused."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from digitflow.figures import coefficient_images, confusion_heatmap, image_grid, learning_curves
-from digitflow.io import save_figure
+from digitflow.core.io import save_figure
+from digitflow.evaluation.figures import coefficient_images, confusion_heatmap, image_grid, learning_curves
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DIGITS = [str(d) for d in range(10)]

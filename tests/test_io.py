@@ -1,4 +1,4 @@
-"""digitflow.io: outputs appear whole or not at all."""
+"""digitflow.core.io: outputs appear whole or not at all."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digitflow.io import atomic_dir, atomic_path, read_json, save_array, save_arrays, write_json, write_text
+from digitflow.core.io import atomic_dir, atomic_path, read_json, save_array, save_arrays, write_json, write_text
 
 
 class Boom(Exception):

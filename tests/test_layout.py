@@ -1,4 +1,4 @@
-"""dvc.yaml and digitflow/paths.py describe the same files, and every stage command has its module."""
+"""dvc.yaml and digitflow/core/paths.py describe the same files, and every stage command has its module."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 
-from digitflow import paths
-from digitflow.params import Params
-from digitflow.stack_services import DVC_BUCKET, DVC_REMOTE
+from digitflow.core import paths
+from digitflow.core.params import Params
+from digitflow.team.services import DVC_BUCKET, DVC_REMOTE
 from tests.conftest import PROJECT_ROOT
 
 DVC = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
@@ -63,7 +63,7 @@ def inside(path: str, folder: str) -> bool:
 
 @pytest.mark.parametrize("path", sorted(stage_outputs()))
 def test_every_dvc_output_is_defined_in_paths(path):
-    assert path in defined_paths(), f"{path} is in dvc.yaml but not in digitflow/paths.py"
+    assert path in defined_paths(), f"{path} is in dvc.yaml but not in digitflow/core/paths.py"
 
 
 @pytest.mark.parametrize("path", sorted(plot_paths()))
@@ -83,7 +83,7 @@ def test_every_output_path_in_paths_is_tracked_by_dvc():
         paths.RUNS_DIR,  # one output file per training stage inside
         paths.PARAMS_FILE,
         paths.DVC_LOCK_FILE,
-        paths.OFFLINE_PLOTS_TEMPLATE,  # made on request by digitflow.offline_plots, not by a stage
+        paths.OFFLINE_PLOTS_TEMPLATE,  # made on request by digitflow.reporting.offline_plots, not by a stage
     }
     written = defined_paths() - {p.as_posix() for p in not_outputs}
     untracked = [p for p in sorted(written) if not any(inside(p, out) for out in stage_outputs())]
@@ -137,7 +137,7 @@ def test_stage_params_exist(name):
         if isinstance(param, dict):  # another params file: an output of an earlier stage
             path = entry_path(param)
             producer = next((stage for out, stage in stage_outputs().items() if inside(path, out)), None)
-            assert path in defined_paths(), f"{name}: params file {path} is not in digitflow/paths.py"
+            assert path in defined_paths(), f"{name}: params file {path} is not in digitflow/core/paths.py"
             assert producer is not None, f"{name}: params file {path} is written by no stage"
             assert order.index(producer) < order.index(name)
             continue

@@ -1,4 +1,4 @@
-"""digitflow.metrics: the same numbers scikit-learn gives, under the names both trainers share."""
+"""digitflow.evaluation.metrics: the same numbers scikit-learn gives, under the names both trainers share."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_score, recall_score
 
-from digitflow.metrics import confusion, per_class_report, predictions_table, summary_metrics
+from digitflow.evaluation.metrics import confusion, per_class_report, predictions_table, summary_metrics
 
 
 @pytest.fixture

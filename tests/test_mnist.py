@@ -1,4 +1,4 @@
-"""digitflow.mnist: mirrors, the checksummed download from a real local HTTP mirror, and its failures."""
+"""digitflow.data.mnist: mirrors, the checksummed download from a real local HTTP mirror, and its failures."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from torchvision.datasets import MNIST
 
-from digitflow.errors import DigitflowError, DownloadError
-from digitflow.mnist import (
+from digitflow.core.errors import DigitflowError, DownloadError
+from digitflow.core.params import load_params
+from digitflow.data.mnist import (
     MIRRORS_ENV_VAR,
     MNIST_RESOURCES,
     download_mnist,
@@ -23,9 +24,8 @@ from digitflow.mnist import (
     normalize_mirror,
     resolve_mirrors,
 )
-from digitflow.params import load_params
-from digitflow.testing import serve_folder, set_params
 from tests.conftest import make_project_copy, run
+from tests.support.project import serve_folder, set_params
 
 pytestmark = pytest.mark.mnist
 

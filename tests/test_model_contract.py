@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from digitflow.testing import set_params
 from tests.conftest import make_project_copy, pipeline_env, run
 from tests.readme import readme_command
+from tests.support.project import set_params
 
 pytestmark = pytest.mark.e2e
 MODELS = ("sklearn", "torch")

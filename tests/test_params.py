@@ -1,4 +1,4 @@
-"""digitflow.params: the real params.yaml loads; every kind of mistake is one ParamsError naming the key."""
+"""digitflow.core.params: the real params.yaml loads; every kind of mistake is one ParamsError naming the key."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from digitflow.errors import DigitflowError, ParamsError
-from digitflow.params import DATASETS, Params, load_params, parse_params
+from digitflow.core.errors import DigitflowError, ParamsError
+from digitflow.core.params import DATASETS, Params, load_params, parse_params
 from tests.conftest import PROJECT_ROOT, run
 
 REAL_PARAMS = PROJECT_ROOT / "params.yaml"
@@ -213,7 +213,7 @@ def test_liblinear_is_refused_naming_the_solvers_that_can_fit_ten_classes():
 def test_every_accepted_solver_fits_the_ten_digit_classes(solver):
     from sklearn.datasets import load_digits
 
-    from digitflow.sklearn_model import build_model
+    from digitflow.models.sklearn_model import build_model
 
     features, labels = load_digits(return_X_y=True)
     params = parse_params(with_value("train_sklearn", "solver", solver)).train_sklearn

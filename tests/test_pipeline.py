@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from digitflow.determinism import cpu_has_avx2
-from digitflow.testing import set_params
+from digitflow.core.determinism import cpu_has_avx2
 from tests.conftest import PROJECT_ROOT, free_port, git, make_project_copy, pipeline_env, run, wait_for_json
 from tests.readme import readme_command
+from tests.support.project import set_params
 
 pytestmark = pytest.mark.e2e
 RENDER_PLOTS = Path(__file__).with_name("render_plots.js")
@@ -157,7 +157,7 @@ def test_dvc_tools_read_the_pipeline(digits_project: Path) -> None:
 @pytest.mark.skipif(not cpu_has_avx2(), reason="the committed results were made on the pinned AVX2 code path")
 def test_fresh_run_reproduces_the_committed_results(digits_project: Path) -> None:
     """The metric and plot files in git are what a fresh `dvc repro` of the committed params gives, to the
-    byte, on any x86-64 machine (see digitflow/determinism.py); only the MLflow run ids differ."""
+    byte, on any x86-64 machine (see digitflow/core/determinism.py); only the MLflow run ids differ."""
     ours, committed = result_bytes(digits_project), result_bytes(PROJECT_ROOT)
     metric_files = [name for name in committed if name.startswith("metrics/")]
     assert len(metric_files) >= 6
@@ -251,7 +251,7 @@ def test_confusion_plots_have_actual_rows_and_predicted_columns(digits_project: 
 @pytest.mark.skipif(not (shutil.which("npm") and shutil.which("node")), reason="needs Node.js (npm and node)")
 def test_readme_offline_plots(digits_project: Path) -> None:
     """The offline page holds Vega itself: every plot renders in Node from the page's own scripts."""
-    run(digits_project, "bash", "-c", readme_command("python -m digitflow.offline_plots"))
+    run(digits_project, "bash", "-c", readme_command("python -m digitflow.reporting.offline_plots"))
     run(digits_project, "bash", "-c", readme_command("dvc plots show --html-template"))
     page = digits_project / "dvc_plots/index.html"
     assert "cdn.jsdelivr" not in page.read_text()

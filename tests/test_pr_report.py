@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from digitflow.params import GateParams
-from digitflow.pr_report import (
+from digitflow.core.params import GateParams
+from digitflow.reporting.pr.comment import (
     BaseRevisionError,
     CommentInputs,
     DvcCommandError,
@@ -30,9 +30,9 @@ from digitflow.pr_report import (
     parse_params_diff,
     resolve_base,
 )
-from digitflow.testing import set_params
 from tests.conftest import git, make_project_copy, run
 from tests.readme import readme_command
+from tests.support.project import set_params
 
 STRICT = GateParams(metrics=["test_accuracy"], max_drop_abs=0.01, max_drop_rel=1.0)
 

@@ -1,4 +1,4 @@
-"""digitflow.progress: one redrawn bar in a terminal, a few plain lines elsewhere."""
+"""digitflow.core.progress: one redrawn bar in a terminal, a few plain lines elsewhere."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import pytest
 from tqdm import tqdm
 
-from digitflow.progress import EpochProgress, download_bars_only_in_a_terminal
+from digitflow.core.progress import EpochProgress, download_bars_only_in_a_terminal
 
 
 def train(progress: EpochProgress, epochs: int) -> None:
@@ -17,7 +17,7 @@ def train(progress: EpochProgress, epochs: int) -> None:
 
 
 def test_without_a_terminal_a_few_plain_lines(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="digitflow.progress")
+    caplog.set_level(logging.INFO, logger="digitflow.core.progress")
     train(EpochProgress(50, terminal=False), 50)
     lines = [r.getMessage() for r in caplog.records]
     assert [line.split(":")[0] for line in lines] == [f"epoch {e}/50" for e in (10, 20, 30, 40, 50)]
@@ -26,7 +26,7 @@ def test_without_a_terminal_a_few_plain_lines(caplog: pytest.LogCaptureFixture, 
 
 
 def test_the_last_epoch_is_always_shown(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="digitflow.progress")
+    caplog.set_level(logging.INFO, logger="digitflow.core.progress")
     train(EpochProgress(7, terminal=False), 7)
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [
         "epoch 2/7",
@@ -39,7 +39,7 @@ def test_the_last_epoch_is_always_shown(caplog: pytest.LogCaptureFixture) -> Non
 def test_in_a_terminal_one_bar_for_the_whole_training(
     caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="digitflow.progress")
+    caplog.set_level(logging.INFO, logger="digitflow.core.progress")
     train(EpochProgress(50, terminal=True), 50)
     err = capsys.readouterr().err
     assert err.count("\n") == 1  # one bar, redrawn in place, left on screen once
@@ -51,7 +51,7 @@ def test_in_a_terminal_one_bar_for_the_whole_training(
 
 
 def test_disabled_shows_nothing(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="digitflow.progress")
+    caplog.set_level(logging.INFO, logger="digitflow.core.progress")
     train(EpochProgress(5, enabled=False, terminal=True), 5)
     assert capsys.readouterr().err == ""
     assert caplog.records == []

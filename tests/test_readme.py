@@ -35,7 +35,7 @@ CHECKED_BY = {
     "dvc metrics show": "test_pipeline.py::test_readme_metrics_show",
     "dvc params diff --targets params.yaml": "test_pipeline.py::test_readme_params_diff",
     "dvc plots show": "test_pipeline.py::test_readme_plots_show",
-    "python -m digitflow.offline_plots": "test_pipeline.py::test_readme_offline_plots",
+    "python -m digitflow.reporting.offline_plots": "test_pipeline.py::test_readme_offline_plots",
     "dvc plots show --html-template .dvc/tmp/plots-offline.html": "test_pipeline.py::test_readme_offline_plots",
     "dvc exp run -S data.dataset=mnist": "test_pipeline.py::test_mnist_end_to_end_from_a_local_mirror",
     # A placeholder path: the MNIST test runs the same command with the variable set to its local mirror.
@@ -82,19 +82,19 @@ CHECKED_BY = {
     ),
     "sudo apt-get install -y postgresql": "not run: a system install (.ci/run installs the same package)",
     'pip install -e ".[team]"': "not run: set-up (.ci/run installs the team extra)",
-    "python -m digitflow.stack up": (
+    "python -m digitflow.team.stack up": (
         "test_team.py: the stack fixture, and test_stack_restarts_... (DIGITFLOW_STACK_DIR / _NAME set: the "
         "test's own state folder and databases)"
     ),
-    'eval "$(python -m digitflow.stack env)"': TEAM_RUN,
-    "python -m digitflow.stack dvc-remote": TEAM_RUN + "; and in the fresh clone, " + FRESH_CLONE,
+    'eval "$(python -m digitflow.team.stack env)"': TEAM_RUN,
+    "python -m digitflow.team.stack dvc-remote": TEAM_RUN + "; and in the fresh clone, " + FRESH_CLONE,
     "dvc repro && dvc push": TEAM_RUN,
-    "python -m digitflow.stack status": TEAM_RESTART + " (running with PIDs, then stopped)",
-    "python -m digitflow.stack down": TEAM_RESTART + " (stopped: mlflow, seaweedfs; no process left)",
-    "python -m digitflow.stack add-user alice": (
+    "python -m digitflow.team.stack status": TEAM_RESTART + " (running with PIDs, then stopped)",
+    "python -m digitflow.team.stack down": TEAM_RESTART + " (stopped: mlflow, seaweedfs; no process left)",
+    "python -m digitflow.team.stack add-user alice": (
         "test_team.py: the stack fixture (its generated password then logs a run, EDIT)"
     ),
-    "python -m digitflow.stack add-user bob --permission READ --password 'at-least-12-chars'": (
+    "python -m digitflow.team.stack add-user bob --permission READ --password 'at-least-12-chars'": (
         "test_team.py: the stack fixture; test_user_without_permission_is_refused_and_nothing_is_logged"
     ),
     # A placeholder URL; the test sets DIGITFLOW_REPO to the team project (a local git repository).

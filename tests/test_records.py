@@ -1,4 +1,4 @@
-"""digitflow.records and digitflow.offline_plots: what goes to git, and the offline plots page."""
+"""digitflow.tracking.records and digitflow.reporting.offline_plots: what goes to git, and the offline plots page."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 from dvc_render.html import HTML
 
-from digitflow import paths
-from digitflow.offline_plots import build_template, dvc_vega_packages
-from digitflow.records import read_run_info, reviewed_metrics, write_training_record
-from digitflow.tracking import RunInfo
+from digitflow.core import paths
+from digitflow.reporting.offline_plots import build_template, dvc_vega_packages
+from digitflow.tracking.records import read_run_info, reviewed_metrics, write_training_record
+from digitflow.tracking.runs import RunInfo
 
 
 def test_reviewed_metrics_are_accuracy_and_log_loss_of_train_and_val() -> None:

@@ -1,4 +1,4 @@
-"""digitflow.report: the Markdown report links every figure and shows the comparison numbers."""
+"""digitflow.reporting.report: the Markdown report links every figure and shows the comparison numbers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from digitflow.report import MODEL_TITLES, ReportInputs, build_report, comparison_table, misclassified
+from digitflow.reporting.report import MODEL_TITLES, ReportInputs, build_report, comparison_table, misclassified
 
 MODELS = ("sklearn", "torch")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from digitflow import paths
-from digitflow.io import write_json
-from digitflow.records import training_record
-from digitflow.run_links import mlflow_runs_section
-from digitflow.tracking import RunInfo
+from digitflow.core import paths
+from digitflow.core.io import write_json
+from digitflow.reporting.pr.run_links import mlflow_runs_section
+from digitflow.tracking.records import training_record
+from digitflow.tracking.runs import RunInfo
 
 SERVER = "https://mlflow.example.org"
 

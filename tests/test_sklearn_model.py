@@ -1,4 +1,4 @@
-"""digitflow.sklearn_model: params map onto LogisticRegression; saved and loaded as a pickled Pipeline."""
+"""digitflow.models.sklearn_model: params map onto LogisticRegression; saved and loaded as a pickled Pipeline."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digitflow.params import TrainSklearnParams
-from digitflow.sklearn_model import build_model, classifier, coefficients, load_model, save_model
+from digitflow.core.params import TrainSklearnParams
+from digitflow.models.sklearn_model import build_model, classifier, coefficients, load_model, save_model
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +100,8 @@ def test_equal_models_give_equal_file_bytes(tmp_path: Path):
 SAVE_IN_A_NEW_PROCESS = """
 import sys
 from sklearn.datasets import load_digits
-from digitflow.params import TrainSklearnParams
-from digitflow.sklearn_model import build_model, save_model
+from digitflow.core.params import TrainSklearnParams
+from digitflow.models.sklearn_model import build_model, save_model
 features, labels = load_digits(return_X_y=True)
 save_model(build_model(TrainSklearnParams(max_iter=50)).fit(features, labels), __import__("pathlib").Path(sys.argv[1]))
 """

@@ -19,9 +19,9 @@ import optuna
 import pytest
 import yaml
 
-from digitflow.sweep_dvc import clear_abandoned
-from digitflow.sweep_space import SweepConfigError, load_config, parse_metric, validate
-from digitflow.tracking import run_tags
+from digitflow.sweep.experiments import clear_abandoned
+from digitflow.sweep.space import SweepConfigError, load_config, parse_metric, validate
+from digitflow.tracking.runs import run_tags
 from tests import services
 from tests.conftest import PROJECT_ROOT, git, make_project_copy, pipeline_env, run
 from tests.readme import readme_command, readme_commands
@@ -102,7 +102,7 @@ def study_runs(project: Path, study: str) -> list:
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("digitflow")
     return client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`digitflow.sweep.study` = '{study}'", max_results=1000
+        [experiment.experiment_id], filter_string=f"tags.`digitflow.sweep.worker.study` = '{study}'", max_results=1000
     )
 
 
@@ -143,9 +143,9 @@ def test_space_values_are_checked_against_params_yaml(tmp_path: Path) -> None:
 def test_trial_runs_are_tagged_with_the_study_and_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     tags = run_tags("train_torch", "digits", {"DIGITFLOW_SWEEP_STUDY": "tune", "DIGITFLOW_SWEEP_TRIAL": "3"})
-    assert tags["digitflow.sweep.study"] == "tune"
-    assert tags["digitflow.sweep.trial"] == "3"
-    assert "digitflow.sweep.study" not in run_tags("train_torch", "digits", {})
+    assert tags["digitflow.sweep.worker.study"] == "tune"
+    assert tags["digitflow.sweep.worker.trial"] == "3"
+    assert "digitflow.sweep.worker.study" not in run_tags("train_torch", "digits", {})
 
 
 def abandoned_copy(root: Path, name: str, pid: int) -> Path:
@@ -231,9 +231,11 @@ def test_two_workers_share_six_trials(local_sweep: tuple[Path, str]) -> None:
     runs = study_runs(project, README_STUDY)
     assert len(runs) == 12
     assert all(r.info.status == "FINISHED" for r in runs)
-    by_trial = sorted((r.data.tags["digitflow.sweep.trial"], r.data.tags["digitflow.stage"]) for r in runs)
+    by_trial = sorted((r.data.tags["digitflow.sweep.worker.trial"], r.data.tags["digitflow.stage"]) for r in runs)
     assert by_trial == sorted((str(t.number), stage) for t in complete for stage in ("train_sklearn", "train_torch"))
-    assert all(r.data.tags["dvc.exp_name"] == f"{README_STUDY}-{r.data.tags['digitflow.sweep.trial']}" for r in runs)
+    assert all(
+        r.data.tags["dvc.exp_name"] == f"{README_STUDY}-{r.data.tags['digitflow.sweep.worker.trial']}" for r in runs
+    )
 
 
 @pytest.mark.e2e
@@ -407,7 +409,7 @@ def test_three_workers_on_postgres_account_for_every_trial(killed_sweep: tuple[P
     runs = study_runs(project, README_STUDY)
     assert "RUNNING" not in {r.info.status for r in runs}
     finished = sorted(
-        (r.data.tags["digitflow.sweep.trial"], r.data.tags["digitflow.stage"])
+        (r.data.tags["digitflow.sweep.worker.trial"], r.data.tags["digitflow.stage"])
         for r in runs
         if r.info.status == "FINISHED"
     )

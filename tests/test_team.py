@@ -1,5 +1,5 @@
 """The team stack end to end, on real services bound to 127.0.0.1: Debian's PostgreSQL, SeaweedFS (S3)
-and an MLflow server with basic auth, started and stopped by ``python -m digitflow.stack``.
+and an MLflow server with basic auth, started and stopped by ``python -m digitflow.team.stack``.
 
 The digits pipeline logs to the server as a user with EDIT; a READ-only user is refused (403) and a
 wrong password gets the project's message; DVC pushes to the S3 remote and a fresh clone pulls and
@@ -22,12 +22,13 @@ from typing import Any
 
 import pytest
 
-from digitflow import paths, testing
-from digitflow import stack_services as svc
-from digitflow.stack import ARTIFACTS_BUCKET, existing_config
-from digitflow.stack_services import StackConfig
+from digitflow.core import paths
+from digitflow.team import services as svc
+from digitflow.team.services import StackConfig
+from digitflow.team.stack import ARTIFACTS_BUCKET, existing_config
 from tests.conftest import PROJECT_ROOT, git, run
 from tests.readme import readme_command
+from tests.support import project as testing
 
 pytestmark = [pytest.mark.team, pytest.mark.e2e]
 
@@ -58,7 +59,7 @@ class Stack:
 
     @property
     def env(self) -> dict[str, str]:
-        """What points the README's `python -m digitflow.stack ...` commands at this test's stack."""
+        """What points the README's `python -m digitflow.team.stack ...` commands at this test's stack."""
         return {"DIGITFLOW_STACK_DIR": str(self.state), "DIGITFLOW_STACK_NAME": self.name}
 
     def readme(self, start: str, cwd: Path = PROJECT_ROOT, **env: str) -> str:
@@ -95,28 +96,28 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     state = tmp_path_factory.mktemp("stack")
     stack = Stack(state, f"dftest_{secrets.token_hex(3)}", StackConfig())
     try:
-        shown = stack.readme("python -m digitflow.stack up")
+        shown = stack.readme("python -m digitflow.team.stack up")
         stack.config = existing_config(state)
         assert f"MLflow     {stack.config.mlflow_url}" in shown
         assert f"(databases {stack.name}_mlflow, {stack.name}_auth)" in shown
-        added = stack.readme("python -m digitflow.stack add-user alice")
+        added = stack.readme("python -m digitflow.team.stack add-user alice")
         assert "user 'alice': EDIT on experiment 'digitflow'" in added
         stack.alice = ("alice", added.split("password: ")[1].strip())
-        assert f"--password '{BOB[1]}'" in readme_command("python -m digitflow.stack add-user bob")
-        assert "user 'bob': READ" in stack.readme("python -m digitflow.stack add-user bob")
+        assert f"--password '{BOB[1]}'" in readme_command("python -m digitflow.team.stack add-user bob")
+        assert "user 'bob': READ" in stack.readme("python -m digitflow.team.stack add-user bob")
         yield stack
     finally:
         for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
             os.environ.pop(key, None)
         # check=False: after a failed `up` there may be nothing to stop, and its error is the one to see.
-        down = run(PROJECT_ROOT, sys.executable, "-m", "digitflow.stack", "--state-dir", str(state), "down", "--purge",
+        down = run(PROJECT_ROOT, sys.executable, "-m", "digitflow.team.stack", "--state-dir", str(state), "down", "--purge",
                    check=False)  # fmt: skip
         assert down.returncode == 0 or not (state / svc.CONFIG_NAME).exists(), down.stderr
 
 
 README_TEAM_RUN = (  # run in one shell, as a user types them: the exports of `eval` reach `dvc repro`
-    'eval "$(python -m digitflow.stack env)"',
-    "python -m digitflow.stack dvc-remote",
+    'eval "$(python -m digitflow.team.stack env)"',
+    "python -m digitflow.team.stack dvc-remote",
     "dvc repro && dvc push",
 )
 
@@ -224,7 +225,7 @@ def test_dvc_push_then_a_fresh_clone_pulls_and_reproduces_nothing(
 
     stack.readme("git clone", cwd=tmp_path, DIGITFLOW_REPO=str(team_project))
     clone = tmp_path / "digitflow"
-    stack.readme("python -m digitflow.stack dvc-remote", cwd=clone)
+    stack.readme("python -m digitflow.team.stack dvc-remote", cwd=clone)
     stack.readme("dvc pull", cwd=clone)
     assert (clone / "models/torch/model.pt").read_bytes() == (team_project / "models/torch/model.pt").read_bytes()
     repro = stack.readme("dvc repro", cwd=clone, **stack.client_env(stack.alice))
@@ -263,23 +264,23 @@ def test_stack_restarts_with_its_data_and_stops_with_no_process_left(stack: Stac
     """The README's `status`, `down` and `up` commands, as written."""
     pids = stack.pids()
     assert len(pids) == 2
-    status = stack.readme("python -m digitflow.stack status")
+    status = stack.readme("python -m digitflow.team.stack status")
     assert f"mlflow     running (pid {svc.read_pid(stack.state / 'mlflow.pid')})" in status
     assert stack.config.mlflow_url in status
     assert f"seaweedfs  running (pid {svc.read_pid(stack.state / 'seaweedfs.pid')})" in status
-    assert "stopped: mlflow, seaweedfs" in stack.readme("python -m digitflow.stack down")
+    assert "stopped: mlflow, seaweedfs" in stack.readme("python -m digitflow.team.stack down")
     assert not [pid for pid in pids if svc.group_members(pid)], "a service or one of its workers is still running"
     assert all(svc.port_is_free(port) for port in stack.config.ports.values())
-    status = stack.readme("python -m digitflow.stack status")
+    status = stack.readme("python -m digitflow.team.stack status")
     assert "mlflow     stopped" in status
     assert "seaweedfs  stopped" in status
 
-    stack.readme("python -m digitflow.stack up")
+    stack.readme("python -m digitflow.team.stack up")
     client = stack.client(stack.alice)
     for run_id in run_ids(team_project).values():
         assert client.get_run(run_id).data.metrics["test_accuracy"] > 0.9, "runs survive a restart"
     assert client.list_artifacts(run_ids(team_project)["torch"]), "artifacts survive a restart"
 
     pids = stack.pids()
-    stack.readme("python -m digitflow.stack down")
+    stack.readme("python -m digitflow.team.stack down")
     assert not [pid for pid in pids if svc.group_members(pid)]

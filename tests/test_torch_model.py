@@ -1,4 +1,4 @@
-"""digitflow.torch_model: learns a separable problem, deterministically; divergence is a clear error."""
+"""digitflow.models.torch_model: learns a separable problem, deterministically; divergence is a clear error."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from digitflow.errors import DigitflowError, TrainingDivergedError
-from digitflow.params import TrainTorchParams
-from digitflow.torch_model import (
+from digitflow.core.errors import DigitflowError, TrainingDivergedError
+from digitflow.core.params import TrainTorchParams
+from digitflow.models.torch_model import (
     LogisticRegressionNet,
     ProbabilityModel,
     coefficients,

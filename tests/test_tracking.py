@@ -1,4 +1,4 @@
-"""digitflow.tracking, the pure parts: where the store is, dvc.lock input hashes, tags, RunInfo."""
+"""digitflow.tracking.runs, the pure parts: where the store is, dvc.lock input hashes, tags, RunInfo."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from digitflow.errors import InputError
-from digitflow.tracking import (
+from digitflow.core.errors import InputError
+from digitflow.tracking.runs import (
     STORE_FILE,
     TAG_PREFIX,
     RunInfo,
@@ -139,8 +139,8 @@ def test_run_info_round_trip():
 
 
 def test_an_incomplete_run_record_names_the_file(tmp_path: Path, monkeypatch):
-    from digitflow import paths
-    from digitflow.records import read_run_info
+    from digitflow.core import paths
+    from digitflow.tracking.records import read_run_info
 
     monkeypatch.chdir(tmp_path)
     paths.training_record_file("torch").parent.mkdir(parents=True)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from digitflow.pr_report import DEFAULT_OUTPUT, WATERMARK_TITLE
+from digitflow.reporting.pr.comment import DEFAULT_OUTPUT, WATERMARK_TITLE
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS_DIR = ROOT / ".github" / "workflows"

@@ -1,0 +1,148 @@
+"""The two servers of the team stack, each started in its own process group and checked before `up` returns:
+SeaweedFS (`weed mini`, S3) and the MLflow server with basic auth on PostgreSQL and S3 proxied artifacts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from digitflow.team import services as svc
+from digitflow.team.services import ARTIFACTS_BUCKET, DVC_BUCKET, HOST, StackConfig, StackError
+
+START_TIMEOUT_S = 180.0
+
+
+def executable(name: str, extra: str = "team") -> str:
+    """A tool from this interpreter's environment (where `pip install` put it), else from PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.is_file() else shutil.which(name)
+    if not found:
+        raise StackError(f"`{name}` is not installed; install the team extra: pip install -e '.[{extra}]'")
+    return found
+
+
+def _http_status(url: str, auth: tuple[str, str] | None = None) -> int:
+    import requests
+
+    try:
+        return requests.get(url, auth=auth, timeout=5).status_code
+    except requests.RequestException:
+        return 0
+
+
+def _buckets_ready(config: StackConfig) -> bool:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=config.s3_url,
+        aws_access_key_id=config.s3_access_key,
+        aws_secret_access_key=config.s3_secret_key,
+        region_name="us-east-1",
+    )
+    try:
+        for bucket in (ARTIFACTS_BUCKET, DVC_BUCKET):
+            client.head_bucket(Bucket=bucket)
+    except (BotoCoreError, ClientError):
+        return False
+    return True
+
+
+def start_seaweedfs(config: StackConfig, state: Path) -> bool:
+    pid_file = state / "seaweedfs.pid"
+    if svc.read_pid(pid_file):
+        return False
+    s3_json = state / "s3.json"
+    identity = {
+        "name": config.name,
+        "credentials": [{"accessKey": config.s3_access_key, "secretKey": config.s3_secret_key}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }
+    svc.write_private(s3_json, json.dumps({"identities": [identity]}))
+    ports = config.ports
+    command = [
+        executable("weed"),
+        "mini",
+        f"-dir={state / 'seaweedfs'}",
+        f"-ip={HOST}",
+        f"-ip.bind={HOST}",
+        f"-s3.config={s3_json}",
+        f"-bucket={ARTIFACTS_BUCKET},{DVC_BUCKET}",
+        "-master.telemetry=false",
+        "-admin.ui=false",
+        "-webdav=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        *(f"-{name.replace('_grpc', '.port.grpc')}={port}" for name, port in ports.items() if name.endswith("_grpc")),
+        *(f"-{name}.port={port}" for name, port in ports.items() if name != "mlflow" and not name.endswith("_grpc")),
+    ]
+    (state / "seaweedfs").mkdir(parents=True, exist_ok=True)
+    log_file = state / "seaweedfs.log"
+    svc.start_process(command, _service_env(), log_file, pid_file)
+    svc.wait_until(lambda: _buckets_ready(config), pid_file, log_file, "SeaweedFS", START_TIMEOUT_S)
+    return True
+
+
+def _service_env(**extra: str) -> dict[str, str]:
+    """The environment without the caller's MLflow / AWS settings, which belong to clients, not servers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "DVC_"))}
+    env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", **extra)
+    return env
+
+
+def start_mlflow(config: StackConfig, state: Path, workers: int) -> bool:
+    pid_file = state / "mlflow.pid"
+    if svc.read_pid(pid_file):
+        return False
+    auth_ini = state / "basic_auth.ini"
+    svc.write_private(
+        auth_ini,
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = {config.db_uri(config.auth_db)}\n"
+        f"admin_username = {config.admin_username}\n"
+        f"admin_password = {config.admin_password}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # 0 (MLflow's default) re-hashes the password on every request: ~1 s per logged metric.
+        "auth_cache_ttl_seconds = 60\n",
+    )
+    env = _service_env(
+        MLFLOW_BACKEND_STORE_URI=config.db_uri(config.mlflow_db),  # in the environment, not in `ps`
+        MLFLOW_AUTH_CONFIG_PATH=str(auth_ini),
+        MLFLOW_FLASK_SERVER_SECRET_KEY=config.flask_secret,
+        # Background job workers outlive a SIGTERM; this stack has no use for them.
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+        MLFLOW_S3_ENDPOINT_URL=config.s3_url,
+        AWS_ACCESS_KEY_ID=config.s3_access_key,
+        AWS_SECRET_ACCESS_KEY=config.s3_secret_key,
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    command = [
+        executable("mlflow"),
+        "server",
+        "--app-name",
+        "basic-auth",
+        "--host",
+        HOST,
+        "--port",
+        str(config.ports["mlflow"]),
+        "--artifacts-destination",
+        f"s3://{ARTIFACTS_BUCKET}",
+        "--workers",
+        str(workers),
+    ]
+    log_file = state / "mlflow.log"
+    svc.start_process(command, env, log_file, pid_file)
+    health = f"{config.mlflow_url}/health"
+    svc.wait_until(lambda: _http_status(health) == 200, pid_file, log_file, "the MLflow server", START_TIMEOUT_S)
+    admin = f"{config.mlflow_url}/api/2.0/mlflow/users/get?username={config.admin_username}"
+    if _http_status(admin, (config.admin_username, config.admin_password)) != 200:
+        raise StackError(
+            f"the MLflow server does not accept the admin password in {state / svc.CONFIG_NAME}: the auth database "
+            f"{config.auth_db} was set up with another one. Use that password, or `down --purge` to start afresh."
+        )
+    return True
