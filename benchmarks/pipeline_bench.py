@@ -49,16 +49,6 @@ def make_project_copy(destination: Path, **sections: dict[str, Any]) -> Path:
     return testing.make_project_copy(ROOT, destination, **sections)
 
 
-def command_env(**extra: str) -> dict[str, str]:
-    """The environment for the project's commands: this venv first, no inherited MLflow server or
-    credentials (each benchmark chooses its store), no DVC or pytest variables, no telemetry."""
-    dropped = ("DVC_", "PYTEST_", "MLFLOW_TRACKING_", "MLFLOW_REGISTRY_URI")
-    env = {key: value for key, value in os.environ.items() if not key.startswith(dropped)}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", DVC_NO_ANALYTICS="1", **extra)
-    return env
-
-
 def timed_command(cwd: Path, command: list[str], env: dict[str, str], check: bool = True) -> dict[str, Any]:
     """Run ``command``: wall seconds, CPU seconds (its own and its waited-for children's), output, and
     ``ru_maxrss`` (which on Linux also counts this process's RSS at fork, so the probe's ``VmHWM`` is
@@ -174,7 +164,7 @@ def queue_run(project: Path, env: dict[str, str], workers: int, first_seed: int)
 
 
 def bench_pipeline(workdir: Path, mirror: str, quick: bool) -> dict[str, Any]:
-    env = command_env(DIGITFLOW_MNIST_MIRRORS=mirror)
+    env = testing.command_env(DIGITFLOW_MNIST_MIRRORS=mirror)
     results: dict[str, Any] = {"import_floor": import_floor(env, repeats=1 if quick else 3)}
     if quick:
         digits = make_project_copy(workdir / "digits")

@@ -4,7 +4,7 @@ embedded SQLite store, side by side on this machine.
     python benchmarks/tracking_server.py              # about 3 minutes on 2 cores
     python benchmarks/tracking_server.py --repeats 1
 
-It starts a private team stack (``python -m digitflow.team.stack up`` in a temporary state folder, its own
+It starts a private team stack (``digitflow stack up`` in a temporary state folder, its own
 PostgreSQL databases, removed at the end), prepares the digits data once in a copy of the project, then
 runs the three stages that talk to MLflow (``train_sklearn``, ``train_torch``, ``evaluate``) through
 ``benchmarks/stage_probe.py`` with each store in turn, ``--repeats`` times, and prints a Markdown table of
@@ -28,9 +28,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.pipeline_bench import command_env  # noqa: E402
-from digitflow.team.stack import existing_config  # noqa: E402
+from digitflow.team.config import load_config  # noqa: E402
 from tests.support import project as testing  # noqa: E402
+from tests.support.project import command_env  # noqa: E402
 
 PROBE = ROOT / "benchmarks" / "stage_probe.py"
 STAGES = ("train_sklearn", "train_torch", "evaluate")
@@ -85,12 +85,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="digitflow-tracking-bench-") as workdir:
         state = Path(workdir) / "stack"
-        stack = [sys.executable, "-m", "digitflow.team.stack", "--state-dir", str(state)]
+        stack = ["digitflow", "stack", "--state-dir", str(state)]
         name = f"dfbench_{secrets.token_hex(3)}"
         print(f"[benchmark] starting a private team stack ({name})", file=sys.stderr)
         run(ROOT, [*stack, "up", "--name", name], command_env())
         try:
-            config = existing_config(state)
+            config = load_config(state)
             project = testing.make_project_copy(ROOT, Path(workdir) / "project")
             run(project, ["dvc", "repro", "split"], command_env())
             server_env = command_env(

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from digitflow.core import paths
 from digitflow.core.io import atomic_dir, atomic_path, save_figure, write_json, write_text
+from digitflow.core.names import MODEL_NAMES, model_title
 from digitflow.core.params import load_params
 from digitflow.core.shell import run_stage
 from digitflow.data.datasets import CLASS_NAMES, load_meta, load_split
-
-if TYPE_CHECKING:
-    from digitflow.evaluation.evaluate import ModelEvaluation
 
 log = logging.getLogger(__name__)
 
@@ -27,42 +24,34 @@ def predict_test_proba(model: str, features: np.ndarray) -> np.ndarray:
     return predictor(features)
 
 
-def confusion_json(evaluation: ModelEvaluation) -> dict:
-    return {
-        "labels": list(CLASS_NAMES),
-        "rows": "actual",
-        "columns": "predicted",
-        "matrix": evaluation.confusion.tolist(),
-    }
-
-
 def main() -> None:
     params = load_params()
     # Heavy imports only once the params are known to be valid: a typo is reported in a second.
     import mlflow
 
-    from digitflow.evaluation.evaluate import evaluate_model, evaluation_log, write_workbook
+    from digitflow.evaluation.evaluate import evaluate_model, evaluation_log
     from digitflow.evaluation.figures import confusion_heatmap
-    from digitflow.reporting.report import MODEL_TITLES
+    from digitflow.evaluation.metrics import confusion_record
+    from digitflow.evaluation.workbook import write_workbook
     from digitflow.tracking.evaluation_runs import TestResults, log_test_results, target_run
     from digitflow.tracking.faults import store_errors
     from digitflow.tracking.records import read_run_info
     from digitflow.tracking.registry import record_test_metrics
-    from digitflow.tracking.runs import tracking_uri
+    from digitflow.tracking.store import tracking_uri
     from digitflow.tracking.training_log import dataset_input
 
     meta = load_meta()
     test = load_split("test")
-    evaluations = [evaluate_model(m, test.labels, predict_test_proba(m, test.features)) for m in paths.MODEL_NAMES]
+    evaluations = [evaluate_model(m, test.labels, predict_test_proba(m, test.features)) for m in MODEL_NAMES]
 
     client = mlflow.MlflowClient(tracking_uri())
     test_set = dataset_input(test.features, test.labels, meta.dataset, "test")
     with atomic_dir(paths.EVALUATION_DIR) as out:
         for evaluation in evaluations:
             name = evaluation.model
-            heatmap = confusion_heatmap(evaluation.confusion, CLASS_NAMES, f"{MODEL_TITLES[name]}: test set")
+            heatmap = confusion_heatmap(evaluation.confusion, CLASS_NAMES, f"{model_title(name)}: test set")
             save_figure(heatmap, out / paths.confusion_png(name).name)
-            write_json(out / paths.confusion_json(name).name, confusion_json(evaluation))
+            write_json(out / paths.confusion_json(name).name, confusion_record(evaluation.confusion))
             evaluation.predictions.to_csv(out / paths.predictions_csv(name).name, float_format="%.6f")
             evaluation.per_class.to_csv(out / f"classification_report_{name}.csv", float_format="%.6f")
             info = read_run_info(name)
@@ -71,7 +60,7 @@ def main() -> None:
                 meta.dataset,
                 test_set,
                 evaluation.metrics,
-                confusion_json(evaluation),
+                confusion_record(evaluation.confusion),
                 heatmap,
                 evaluation.per_class,
             )

@@ -9,6 +9,7 @@ import numpy as np
 from digitflow.core import paths
 from digitflow.core.inputs import read, read_npz
 from digitflow.core.io import atomic_dir, read_json, save_figure, write_text
+from digitflow.core.names import MODEL_NAMES, model_title
 from digitflow.core.params import load_params
 from digitflow.core.shell import run_stage
 from digitflow.data.datasets import load_meta
@@ -23,7 +24,7 @@ def main() -> None:
     import pandas as pd
 
     from digitflow.evaluation.figures import coefficient_images, image_grid, learning_curves
-    from digitflow.reporting.report import MODEL_TITLES, ReportInputs, build_report, misclassified
+    from digitflow.reporting.report import ReportInputs, build_report, misclassified
     from digitflow.tracking.records import read_training_summary
 
     meta = load_meta()
@@ -44,7 +45,7 @@ def main() -> None:
         save("samples", image_grid(images[samples], [f"label {labels[i]}" for i in samples], title="Training images"))
         history = read(paths.TORCH_HISTORY_FILE, pd.read_csv)
         save("learning_curves", learning_curves(history))
-        for model in paths.MODEL_NAMES:
+        for model in MODEL_NAMES:
             relative[f"confusion_{model}"] = str(paths.confusion_png(model).relative_to(paths.REPORTS_DIR))
             predictions = read(paths.predictions_csv(model), pd.read_csv, index_col="test_index")
             n_wrong[model] = int((predictions["actual"] != predictions["predicted"]).sum())
@@ -56,12 +57,12 @@ def main() -> None:
                 image_grid(
                     images[rows],
                     titles,
-                    title=f"{MODEL_TITLES[model]}: misclassified",
+                    title=f"{model_title(model)}: misclassified",
                     title_colors=["firebrick"] * len(titles),
                 ),
             )
             coef = read_npz(paths.coef_file(model))["coef"]
-            save(f"coefficients_{model}", coefficient_images(coef, meta.image_shape, MODEL_TITLES[model]))
+            save(f"coefficients_{model}", coefficient_images(coef, meta.image_shape, model_title(model)))
     inputs = ReportInputs(
         dataset=meta.dataset,
         image_shape=meta.image_shape,
@@ -69,7 +70,7 @@ def main() -> None:
         n_val=n_val,
         n_test=len(test_rows),
         test_metrics=test_metrics,
-        train_metrics={model: read_training_summary(model) for model in paths.MODEL_NAMES},
+        train_metrics={model: read_training_summary(model) for model in MODEL_NAMES},
         figures=relative,
         n_misclassified=n_wrong,
     )

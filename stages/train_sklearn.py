@@ -6,6 +6,7 @@ import logging
 import time
 from functools import partial
 
+from digitflow.core import paths
 from digitflow.core.params import load_params
 from digitflow.core.shell import run_stage
 from digitflow.data.datasets import load_meta, load_split
@@ -22,8 +23,11 @@ def main() -> None:
     import mlflow
     import sklearn
 
+    from digitflow.core.io import write_json
+    from digitflow.evaluation.metrics import reviewed_metrics
+    from digitflow.models.folder import write_model_dir
     from digitflow.models.sklearn_model import build_model, classifier, coefficients, save_model
-    from digitflow.tracking.records import write_training_outputs, write_training_record
+    from digitflow.tracking.records import write_training_record
     from digitflow.tracking.runs import run_name_base, training_run
     from digitflow.tracking.training_log import (
         fit_metrics,
@@ -32,7 +36,6 @@ def main() -> None:
         model_log_args,
         registered_run_info,
         run_params,
-        write_model_dir,
     )
 
     name = run_name_base(MODEL, meta.dataset)
@@ -68,7 +71,7 @@ def main() -> None:
         info = registered_run_info(run, logged, MODEL)
         write_model_dir(MODEL, partial(save_model, model), coefficients(model), meta)
         write_training_record(MODEL, info, fit_seconds, n_iter=metrics["n_iter"])
-        write_training_outputs(MODEL, metrics)
+        write_json(paths.train_metrics_file(MODEL), reviewed_metrics(metrics))
     log.info("val accuracy %.4f in %.2f s (MLflow run %s)", metrics["val_accuracy"], fit_seconds, info.run_id)
 
 

@@ -28,6 +28,9 @@ def main() -> None:
     import torch._dynamo  # the first optimizer imports it: start-up, not training time
 
     from digitflow.core.determinism import set_torch_threads
+    from digitflow.core.io import write_json
+    from digitflow.evaluation.metrics import reviewed_metrics
+    from digitflow.models.folder import write_model_dir
     from digitflow.models.torch_model import (
         ProbabilityModel,
         coefficients,
@@ -36,7 +39,7 @@ def main() -> None:
         select_device,
         train_logistic_regression,
     )
-    from digitflow.tracking.records import write_training_outputs, write_training_record
+    from digitflow.tracking.records import write_training_record
     from digitflow.tracking.runs import log_step_metrics, run_name_base, training_run
     from digitflow.tracking.training_log import (
         fit_metrics,
@@ -45,7 +48,6 @@ def main() -> None:
         model_log_args,
         registered_run_info,
         run_params,
-        write_model_dir,
     )
 
     set_torch_threads(params.train_torch.threads)
@@ -79,7 +81,7 @@ def main() -> None:
         write_training_record(MODEL, info, train_seconds, epochs=len(result.history))
         with atomic_path(paths.TORCH_HISTORY_FILE) as tmp:
             pd.DataFrame(result.history).to_csv(tmp, index=False, float_format="%.6f")
-        write_training_outputs(MODEL, metrics)
+        write_json(paths.train_metrics_file(MODEL), reviewed_metrics(metrics))
     log.info("val accuracy %.4f in %.2f s (MLflow run %s)", metrics["val_accuracy"], train_seconds, info.run_id)
 
 

@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -44,15 +43,8 @@ def project_copy(tmp_path: Path) -> Path:
 
 
 def pipeline_env(**extra: str) -> dict[str, str]:
-    """Environment for running the project's commands: this interpreter's venv first on PATH."""
-    # Nothing of another test's store leaks in: `mlflow.set_tracking_uri` in this process also sets
-    # MLFLOW_TRACKING_URI in os.environ, which every later subprocess would inherit.
-    leaks = ("DVC_", "PYTEST_", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME",
-             "MLFLOW_TRACKING_PASSWORD")  # fmt: skip
-    env = {key: value for key, value in os.environ.items() if not key.startswith(leaks)}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(extra)
-    return env
+    """Environment for running the project's commands (see ``tests.support.project.command_env``)."""
+    return testing.command_env(**extra)
 
 
 def run(cwd: Path, *command: str, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:

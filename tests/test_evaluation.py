@@ -10,8 +10,9 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from digitflow.evaluation.evaluate import comparison_table, evaluate_model, evaluation_log, write_workbook
+from digitflow.evaluation.evaluate import evaluate_model, evaluation_log, metrics_by_model
 from digitflow.evaluation.metrics import confusion, summary_metrics
+from digitflow.evaluation.workbook import write_workbook
 
 
 def probabilities(labels: np.ndarray, wrong_every: int, seed: int) -> np.ndarray:
@@ -50,7 +51,7 @@ def test_evaluate_model(labels, evaluations):
 
 
 def test_comparison_table_has_a_column_per_model(evaluations):
-    table = comparison_table(evaluations)
+    table = metrics_by_model(evaluations)
     assert list(table.columns) == ["sklearn", "torch"]
     assert table.loc["test_accuracy", "torch"] == pytest.approx(0.9)
     assert set(table.index) == set(evaluations[0].metrics)
@@ -84,7 +85,7 @@ def test_write_workbook(tmp_path: Path, evaluations):
     assert list(sheets) == ["comparison", "sklearn", "torch", "sklearn predictions", "torch predictions"]
 
     comparison = pd.read_excel(path, sheet_name="comparison", index_col="metric")
-    pd.testing.assert_frame_equal(comparison, comparison_table(evaluations), check_names=False)
+    pd.testing.assert_frame_equal(comparison, metrics_by_model(evaluations), check_names=False)
 
     for evaluation in evaluations:
         n_metrics = len(evaluation.metrics)

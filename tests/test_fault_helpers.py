@@ -11,12 +11,13 @@ import pytest
 
 from digitflow.core import paths
 from digitflow.core.determinism import AVX2_PINS, THREAD_PINS, pin_cpu_kernels
+from digitflow.core.dvc_files import producing_stage
 from digitflow.core.errors import InputError
-from digitflow.core.inputs import producing_stage, read, read_npz, repair_hint
+from digitflow.core.inputs import read, read_npz, restore_hint
 from digitflow.core.io import read_json
 from digitflow.core.shell import debug_requested
-from digitflow.tracking.faults import HTTP_DEFAULTS, apply_http_defaults
-from digitflow.tracking.faults import repair_hint as store_hint
+from digitflow.tracking.client_settings import HTTP_DEFAULTS, apply_http_defaults
+from digitflow.tracking.faults import store_repair_hint as store_hint
 from tests.conftest import PROJECT_ROOT
 
 
@@ -37,12 +38,12 @@ def test_the_stage_that_writes_a_file_comes_from_dvc_yaml(path, stage, cached):
 
 def test_repair_advice(monkeypatch):
     monkeypatch.chdir(PROJECT_ROOT)
-    assert repair_hint(paths.TORCH_MODEL_FILE) == (
+    assert restore_hint(paths.TORCH_MODEL_FILE) == (
         "restore it with `dvc checkout --force train_torch`, or rebuild it with `dvc repro -f -s train_torch`"
     )
     # Uncached metrics live in git, not in DVC's cache.
-    assert "git checkout -- metrics/evaluate.json" in repair_hint(paths.EVALUATE_METRICS_FILE)
-    assert "dvc repro" in repair_hint(Path("somewhere/else.txt"))
+    assert "git checkout -- metrics/evaluate.json" in restore_hint(paths.EVALUATE_METRICS_FILE)
+    assert "dvc repro" in restore_hint(Path("somewhere/else.txt"))
 
 
 def test_missing_and_damaged_files_name_the_file_and_keep_the_cause(tmp_path, monkeypatch):

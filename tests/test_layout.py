@@ -9,9 +9,9 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 
-from digitflow.core import paths
+from digitflow.core import names, paths
 from digitflow.core.params import Params
-from digitflow.team.services import DVC_BUCKET, DVC_REMOTE
+from digitflow.team.config import DVC_BUCKET, DVC_REMOTE
 from tests.conftest import PROJECT_ROOT
 
 DVC = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
@@ -35,7 +35,7 @@ def entry_path(entry: str | dict) -> str:
 
 def defined_paths() -> set[str]:
     constants = {value.as_posix() for value in vars(paths).values() if isinstance(value, Path)}
-    per_model = {function(model).as_posix() for function in PER_MODEL for model in paths.MODEL_NAMES}
+    per_model = {function(model).as_posix() for function in PER_MODEL for model in names.MODEL_NAMES}
     return constants | per_model
 
 
@@ -82,8 +82,11 @@ def test_every_output_path_in_paths_is_tracked_by_dvc():
         paths.REPORTS_DIR,
         paths.RUNS_DIR,  # one output file per training stage inside
         paths.PARAMS_FILE,
+        paths.DVC_FILE,
         paths.DVC_LOCK_FILE,
-        paths.OFFLINE_PLOTS_TEMPLATE,  # made on request by digitflow.reporting.offline_plots, not by a stage
+        paths.SWEEP_FILE,
+        paths.PR_COMMENT_FILE,  # written by `digitflow pr-report`, not by a stage
+        paths.OFFLINE_PLOTS_TEMPLATE,  # made on request by `digitflow offline-plots`, not by a stage
     }
     written = defined_paths() - {p.as_posix() for p in not_outputs}
     untracked = [p for p in sorted(written) if not any(inside(p, out) for out in stage_outputs())]

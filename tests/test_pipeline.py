@@ -251,7 +251,7 @@ def test_confusion_plots_have_actual_rows_and_predicted_columns(digits_project: 
 @pytest.mark.skipif(not (shutil.which("npm") and shutil.which("node")), reason="needs Node.js (npm and node)")
 def test_readme_offline_plots(digits_project: Path) -> None:
     """The offline page holds Vega itself: every plot renders in Node from the page's own scripts."""
-    run(digits_project, "bash", "-c", readme_command("python -m digitflow.reporting.offline_plots"))
+    run(digits_project, "bash", "-c", readme_command("digitflow offline-plots"))
     run(digits_project, "bash", "-c", readme_command("dvc plots show --html-template"))
     page = digits_project / "dvc_plots/index.html"
     assert "cdn.jsdelivr" not in page.read_text()

@@ -12,24 +12,14 @@ import pandas as pd
 import pytest
 import yaml
 
+from digitflow.core.names import lower_is_better
 from digitflow.core.params import GateParams
-from digitflow.reporting.pr.comment import (
-    BaseRevisionError,
-    CommentInputs,
-    DvcCommandError,
-    MetricChange,
-    ParamChange,
-    build_comment,
-    check_metric,
-    confusion_counts,
-    dvc_json,
-    evaluate_gate,
-    gate_failure_message,
-    lower_is_better,
-    parse_metrics_diff,
-    parse_params_diff,
-    resolve_base,
-)
+from digitflow.reporting.pr.diff import MetricChange, ParamChange, parse_metrics_diff, parse_params_diff
+from digitflow.reporting.pr.errors import BaseRevisionError, DvcCommandError
+from digitflow.reporting.pr.gate import check_metric, evaluate_gate, gate_failure_message
+from digitflow.reporting.pr.images import confusion_counts
+from digitflow.reporting.pr.markdown import CommentInputs, build_comment
+from digitflow.reporting.pr.revisions import dvc_json, resolve_base
 from tests.conftest import git, make_project_copy, run
 from tests.readme import readme_command
 from tests.support.project import set_params
@@ -280,9 +270,9 @@ def test_dvc_failure_is_a_clean_error() -> None:
 
 
 def test_command_reports_a_missing_base(project_copy: Path) -> None:
-    result = run(project_copy, "python", "-m", "stages.pr_report", "--base", "no-such-branch", check=False)
+    result = run(project_copy, "digitflow", "pr-report", "--base", "no-such-branch", check=False)
     assert result.returncode == 1
-    assert "[pr_report] error: base revision 'no-such-branch' is not in this clone" in result.stderr
+    assert "[digitflow pr-report] error: base revision 'no-such-branch' is not in this clone" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (project_copy / "reports" / "pr" / "comment.md").exists()
 
@@ -316,7 +306,7 @@ def image_links(comment: str) -> list[str]:
 
 @pytest.mark.e2e
 def test_weaker_model_fails_the_gate_with_a_full_comment(pr_project: Path) -> None:
-    result = run(pr_project, "bash", "-c", readme_command("python -m stages.pr_report"), check=False)
+    result = run(pr_project, "bash", "-c", readme_command("digitflow pr-report"), check=False)
     base, new = evaluate_json(pr_project, "main"), evaluate_json(pr_project)
     assert new["torch"]["test_accuracy"] < base["torch"]["test_accuracy"] - 0.01, "the change should hurt PyTorch"
 
@@ -355,9 +345,7 @@ def test_loose_gate_passes_and_is_flagged(pr_project: Path) -> None:
     original = params_file.read_text()
     try:
         set_params(pr_project, gate={"max_drop_abs": 1.0, "max_drop_rel": 1.0})
-        result = run(
-            pr_project, "python", "-m", "stages.pr_report", "--base", "main", "--output", "out/comment.md", check=False
-        )
+        result = run(pr_project, "digitflow", "pr-report", "--base", "main", "--output", "out/comment.md", check=False)
     finally:
         params_file.write_text(original)
     assert result.returncode == 0, result.stderr

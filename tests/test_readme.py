@@ -35,7 +35,7 @@ CHECKED_BY = {
     "dvc metrics show": "test_pipeline.py::test_readme_metrics_show",
     "dvc params diff --targets params.yaml": "test_pipeline.py::test_readme_params_diff",
     "dvc plots show": "test_pipeline.py::test_readme_plots_show",
-    "python -m digitflow.reporting.offline_plots": "test_pipeline.py::test_readme_offline_plots",
+    "digitflow offline-plots": "test_pipeline.py::test_readme_offline_plots",
     "dvc plots show --html-template .dvc/tmp/plots-offline.html": "test_pipeline.py::test_readme_offline_plots",
     "dvc exp run -S data.dataset=mnist": "test_pipeline.py::test_mnist_end_to_end_from_a_local_mirror",
     # A placeholder path: the MNIST test runs the same command with the variable set to its local mirror.
@@ -43,7 +43,7 @@ CHECKED_BY = {
         "test_pipeline.py::test_mnist_end_to_end_from_a_local_mirror (DIGITFLOW_MNIST_MIRRORS set to the mirror)"
     ),
     "mlflow ui --backend-store-uri sqlite:///mlflow.db": "test_pipeline.py::test_readme_mlflow_ui",
-    "python -m stages.pr_report --base main": "test_pr_report.py::test_weaker_model_fails_the_gate_with_a_full_comment",
+    "digitflow pr-report --base main": "test_pr_report.py::test_weaker_model_fails_the_gate_with_a_full_comment",
     "dvc exp run --queue -S 'train_torch.lr=0.001,0.01' -S 'train_sklearn.C=0.1,10'": (
         "test_experiments.py::test_queued_experiments_land_in_the_repository_store"
     ),
@@ -82,19 +82,19 @@ CHECKED_BY = {
     ),
     "sudo apt-get install -y postgresql": "not run: a system install (.ci/run installs the same package)",
     'pip install -e ".[team]"': "not run: set-up (.ci/run installs the team extra)",
-    "python -m digitflow.team.stack up": (
+    "digitflow stack up": (
         "test_team.py: the stack fixture, and test_stack_restarts_... (DIGITFLOW_STACK_DIR / _NAME set: the "
         "test's own state folder and databases)"
     ),
-    'eval "$(python -m digitflow.team.stack env)"': TEAM_RUN,
-    "python -m digitflow.team.stack dvc-remote": TEAM_RUN + "; and in the fresh clone, " + FRESH_CLONE,
+    'eval "$(digitflow stack env)"': TEAM_RUN,
+    "digitflow stack dvc-remote": TEAM_RUN + "; and in the fresh clone, " + FRESH_CLONE,
     "dvc repro && dvc push": TEAM_RUN,
-    "python -m digitflow.team.stack status": TEAM_RESTART + " (running with PIDs, then stopped)",
-    "python -m digitflow.team.stack down": TEAM_RESTART + " (stopped: mlflow, seaweedfs; no process left)",
-    "python -m digitflow.team.stack add-user alice": (
+    "digitflow stack status": TEAM_RESTART + " (running with PIDs, then stopped)",
+    "digitflow stack down": TEAM_RESTART + " (stopped: mlflow, seaweedfs; no process left)",
+    "digitflow stack add-user alice": (
         "test_team.py: the stack fixture (its generated password then logs a run, EDIT)"
     ),
-    "python -m digitflow.team.stack add-user bob --permission READ --password 'at-least-12-chars'": (
+    "digitflow stack add-user bob --permission READ --password 'at-least-12-chars'": (
         "test_team.py: the stack fixture; test_user_without_permission_is_refused_and_nothing_is_logged"
     ),
     # A placeholder URL; the test sets DIGITFLOW_REPO to the team project (a local git repository).
@@ -106,8 +106,8 @@ CHECKED_BY = {
     "dvc exp show --keep 'Experiment|(sklearn|torch)\\.(test_accuracy|mlflow_run_id)' --drop '.*'": (
         FRESH_CLONE + " (exactly those columns; main's row has both run ids and test accuracies)"
     ),
-    "python -m stages.sweep --trials 6 -S train_torch.digits.epochs=5 &": SWEEP_LOCAL,
-    "python -m stages.sweep --trials 6 -S train_torch.digits.epochs=5": SWEEP_LOCAL,
+    "digitflow sweep --trials 6 -S train_torch.digits.epochs=5 &": SWEEP_LOCAL,
+    "digitflow sweep --trials 6 -S train_torch.digits.epochs=5": SWEEP_LOCAL,
     "wait": SWEEP_LOCAL,
     SWEEP_EXP_SHOW: "test_sweep.py::test_readme_exp_show_lists_every_trial_with_its_columns",
     PSQL_SETUP: "test_sweep.py: the postgres_url fixture (tests/services.py readme_database; sudo from .ci/run)",
@@ -116,7 +116,7 @@ CHECKED_BY = {
         "not run: a placeholder host; " + SWEEP_SHARED + " sets SWEEP_STORAGE to the README's database on 127.0.0.1"
     ),
     # As written, then the test's options (later ones win): 3 trials of 5 epochs, 2 s heartbeats.
-    'python -m stages.sweep --study digits-tune --trials 60 --storage "$SWEEP_STORAGE"': (
+    'digitflow sweep --study digits-tune --trials 60 --storage "$SWEEP_STORAGE"': (
         SWEEP_SHARED + " (three workers, one killed), with --trials 3 -S ...epochs=5 --heartbeat 2 --grace 8 after it"
     ),
     "dvc exp push origin digits-tune-2": "test_sweep.py::test_readme_exp_push_shares_a_trial (a bare git origin)",

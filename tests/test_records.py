@@ -8,8 +8,9 @@ from pathlib import Path
 from dvc_render.html import HTML
 
 from digitflow.core import paths
+from digitflow.evaluation.metrics import reviewed_metrics
 from digitflow.reporting.offline_plots import build_template, dvc_vega_packages
-from digitflow.tracking.records import read_run_info, reviewed_metrics, write_training_record
+from digitflow.tracking.records import read_run_info, write_training_record
 from digitflow.tracking.runs import RunInfo
 
 

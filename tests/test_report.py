@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from digitflow.reporting.report import MODEL_TITLES, ReportInputs, build_report, comparison_table, misclassified
+from digitflow.core.names import MODEL_TITLES
+from digitflow.reporting.report import ReportInputs, build_report, misclassified, summary_table
 
 MODELS = ("sklearn", "torch")
 
@@ -68,7 +69,7 @@ def test_comparison_table_values(inputs):
 
 
 def test_comparison_table_frame(inputs):
-    table = comparison_table(inputs)
+    table = summary_table(inputs)
     assert list(table.index) == [MODEL_TITLES[m] for m in MODELS]
     assert table.loc[MODEL_TITLES["torch"], "validation accuracy"] == 0.963768
 

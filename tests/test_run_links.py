@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from digitflow.core import paths
+from digitflow.core import names, paths
 from digitflow.core.io import write_json
 from digitflow.reporting.pr.run_links import mlflow_runs_section
 from digitflow.tracking.records import training_record
@@ -15,7 +15,7 @@ SERVER = "https://mlflow.example.org"
 
 def record_runs(root: Path, tracking_uri: str) -> dict[str, str]:
     ids = {}
-    for number, model in enumerate(paths.MODEL_NAMES):
+    for number, model in enumerate(names.MODEL_NAMES):
         run_id = f"{number}" * 32
         write_json(root / paths.train_metrics_file(model), {"test_accuracy": 0.9, "mlflow_run_id": run_id})
         (root / paths.model_dir(model)).mkdir(parents=True)

@@ -50,12 +50,12 @@ def sweep_project(root: Path) -> Path:
 
 
 def start_worker(project: Path, log: Path, *args: str, config: str | None = "space.yaml") -> subprocess.Popen[bytes]:
-    """One `python -m stages.sweep` process, leading its own process group (its dvc and stage children);
+    """One `digitflow sweep` process, leading its own process group (its dvc and stage children);
     with the test's small space file, or (``config=None``) the project's sweep.yaml."""
     options = ["--config", str(project.parent / config)] if config else []
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "stages.sweep", *options, *args],
+            ["digitflow", "sweep", *options, *args],
             cwd=project,
             env=pipeline_env(),
             stdout=out,
@@ -102,7 +102,7 @@ def study_runs(project: Path, study: str) -> list:
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("digitflow")
     return client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`digitflow.sweep.worker.study` = '{study}'", max_results=1000
+        [experiment.experiment_id], filter_string=f"tags.`digitflow.sweep.study` = '{study}'", max_results=1000
     )
 
 
@@ -143,9 +143,9 @@ def test_space_values_are_checked_against_params_yaml(tmp_path: Path) -> None:
 def test_trial_runs_are_tagged_with_the_study_and_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     tags = run_tags("train_torch", "digits", {"DIGITFLOW_SWEEP_STUDY": "tune", "DIGITFLOW_SWEEP_TRIAL": "3"})
-    assert tags["digitflow.sweep.worker.study"] == "tune"
-    assert tags["digitflow.sweep.worker.trial"] == "3"
-    assert "digitflow.sweep.worker.study" not in run_tags("train_torch", "digits", {})
+    assert tags["digitflow.sweep.study"] == "tune"
+    assert tags["digitflow.sweep.trial"] == "3"
+    assert "digitflow.sweep.study" not in run_tags("train_torch", "digits", {})
 
 
 def abandoned_copy(root: Path, name: str, pid: int) -> Path:
@@ -192,7 +192,7 @@ README_COLUMNS = [
 
 def readme_local_sweep() -> str:
     """The README's "On one machine" workers, as written: one in the background, one in front, `wait`."""
-    workers = [command for command in readme_commands() if command.startswith("python -m stages.sweep --trials")]
+    workers = [command for command in readme_commands() if command.startswith("digitflow sweep --trials")]
     assert len(workers) == 2, workers
     assert workers[0].endswith(" &"), "the first worker runs in the background"
     return "\n".join([*workers, readme_command("wait")])
@@ -231,11 +231,9 @@ def test_two_workers_share_six_trials(local_sweep: tuple[Path, str]) -> None:
     runs = study_runs(project, README_STUDY)
     assert len(runs) == 12
     assert all(r.info.status == "FINISHED" for r in runs)
-    by_trial = sorted((r.data.tags["digitflow.sweep.worker.trial"], r.data.tags["digitflow.stage"]) for r in runs)
+    by_trial = sorted((r.data.tags["digitflow.sweep.trial"], r.data.tags["digitflow.stage"]) for r in runs)
     assert by_trial == sorted((str(t.number), stage) for t in complete for stage in ("train_sklearn", "train_torch"))
-    assert all(
-        r.data.tags["dvc.exp_name"] == f"{README_STUDY}-{r.data.tags['digitflow.sweep.worker.trial']}" for r in runs
-    )
+    assert all(r.data.tags["dvc.exp_name"] == f"{README_STUDY}-{r.data.tags['digitflow.sweep.trial']}" for r in runs)
 
 
 @pytest.mark.e2e
@@ -355,7 +353,7 @@ def readme_shared_sweep() -> str:
     with the test's options after it (later options win): 3 trials of 5 epochs, and heartbeats every 2 s
     so that the killed worker's trial is failed within seconds, not minutes."""
     assert readme_command("export SWEEP_STORAGE=").startswith("export SWEEP_STORAGE=postgresql+psycopg2://sweeps:")
-    command = readme_command("python -m stages.sweep --study")
+    command = readme_command("digitflow sweep --study")
     assert '--storage "$SWEEP_STORAGE"' in command
     return f"{command} --trials 3 -S train_torch.digits.epochs=5 {' '.join(QUICK_HEARTBEAT)}"
 
@@ -409,7 +407,7 @@ def test_three_workers_on_postgres_account_for_every_trial(killed_sweep: tuple[P
     runs = study_runs(project, README_STUDY)
     assert "RUNNING" not in {r.info.status for r in runs}
     finished = sorted(
-        (r.data.tags["digitflow.sweep.worker.trial"], r.data.tags["digitflow.stage"])
+        (r.data.tags["digitflow.sweep.trial"], r.data.tags["digitflow.stage"])
         for r in runs
         if r.info.status == "FINISHED"
     )

@@ -1,5 +1,5 @@
 """The team stack end to end, on real services bound to 127.0.0.1: Debian's PostgreSQL, SeaweedFS (S3)
-and an MLflow server with basic auth, started and stopped by ``python -m digitflow.team.stack``.
+and an MLflow server with basic auth, started and stopped by ``digitflow stack``.
 
 The digits pipeline logs to the server as a user with EDIT; a READ-only user is refused (403) and a
 wrong password gets the project's message; DVC pushes to the S3 remote and a fresh clone pulls and
@@ -22,10 +22,9 @@ from typing import Any
 
 import pytest
 
-from digitflow.core import paths
-from digitflow.team import services as svc
-from digitflow.team.services import StackConfig
-from digitflow.team.stack import ARTIFACTS_BUCKET, existing_config
+from digitflow.core import names, paths
+from digitflow.team.config import ARTIFACTS_BUCKET, CONFIG_NAME, StackConfig, load_config, port_is_free
+from digitflow.team.supervisor import group_members, read_pid
 from tests.conftest import PROJECT_ROOT, git, run
 from tests.readme import readme_command
 from tests.support import project as testing
@@ -59,7 +58,7 @@ class Stack:
 
     @property
     def env(self) -> dict[str, str]:
-        """What points the README's `python -m digitflow.team.stack ...` commands at this test's stack."""
+        """What points the README's `digitflow stack ...` commands at this test's stack."""
         return {"DIGITFLOW_STACK_DIR": str(self.state), "DIGITFLOW_STACK_NAME": self.name}
 
     def readme(self, start: str, cwd: Path = PROJECT_ROOT, **env: str) -> str:
@@ -81,7 +80,7 @@ class Stack:
         return mlflow.MlflowClient(self.config.mlflow_url)
 
     def pids(self) -> list[int]:
-        return [pid for name in SERVICES if (pid := svc.read_pid(self.state / f"{name}.pid"))]
+        return [pid for name in SERVICES if (pid := read_pid(self.state / f"{name}.pid"))]
 
 
 @pytest.fixture(scope="session")
@@ -96,28 +95,28 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     state = tmp_path_factory.mktemp("stack")
     stack = Stack(state, f"dftest_{secrets.token_hex(3)}", StackConfig())
     try:
-        shown = stack.readme("python -m digitflow.team.stack up")
-        stack.config = existing_config(state)
+        shown = stack.readme("digitflow stack up")
+        stack.config = load_config(state)
         assert f"MLflow     {stack.config.mlflow_url}" in shown
         assert f"(databases {stack.name}_mlflow, {stack.name}_auth)" in shown
-        added = stack.readme("python -m digitflow.team.stack add-user alice")
+        added = stack.readme("digitflow stack add-user alice")
         assert "user 'alice': EDIT on experiment 'digitflow'" in added
         stack.alice = ("alice", added.split("password: ")[1].strip())
-        assert f"--password '{BOB[1]}'" in readme_command("python -m digitflow.team.stack add-user bob")
-        assert "user 'bob': READ" in stack.readme("python -m digitflow.team.stack add-user bob")
+        assert f"--password '{BOB[1]}'" in readme_command("digitflow stack add-user bob")
+        assert "user 'bob': READ" in stack.readme("digitflow stack add-user bob")
         yield stack
     finally:
         for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
             os.environ.pop(key, None)
         # check=False: after a failed `up` there may be nothing to stop, and its error is the one to see.
-        down = run(PROJECT_ROOT, sys.executable, "-m", "digitflow.team.stack", "--state-dir", str(state), "down", "--purge",
+        down = run(PROJECT_ROOT, "digitflow", "stack", "--state-dir", str(state), "down", "--purge",
                    check=False)  # fmt: skip
-        assert down.returncode == 0 or not (state / svc.CONFIG_NAME).exists(), down.stderr
+        assert down.returncode == 0 or not (state / CONFIG_NAME).exists(), down.stderr
 
 
 README_TEAM_RUN = (  # run in one shell, as a user types them: the exports of `eval` reach `dvc repro`
-    'eval "$(python -m digitflow.team.stack env)"',
-    "python -m digitflow.team.stack dvc-remote",
+    'eval "$(digitflow stack env)"',
+    "digitflow stack dvc-remote",
     "dvc repro && dvc push",
 )
 
@@ -138,7 +137,7 @@ def team_project(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 def run_ids(project: Path) -> dict[str, str]:
     """Each model's MLflow run, as the training stages recorded it for DVC."""
-    files = {model: project / paths.training_record_file(model) for model in paths.MODEL_NAMES}
+    files = {model: project / paths.training_record_file(model) for model in names.MODEL_NAMES}
     return {model: json.loads(path.read_text())[model]["mlflow_run_id"] for model, path in files.items()}
 
 
@@ -225,7 +224,7 @@ def test_dvc_push_then_a_fresh_clone_pulls_and_reproduces_nothing(
 
     stack.readme("git clone", cwd=tmp_path, DIGITFLOW_REPO=str(team_project))
     clone = tmp_path / "digitflow"
-    stack.readme("python -m digitflow.team.stack dvc-remote", cwd=clone)
+    stack.readme("digitflow stack dvc-remote", cwd=clone)
     stack.readme("dvc pull", cwd=clone)
     assert (clone / "models/torch/model.pt").read_bytes() == (team_project / "models/torch/model.pt").read_bytes()
     repro = stack.readme("dvc repro", cwd=clone, **stack.client_env(stack.alice))
@@ -251,7 +250,7 @@ def test_dvc_push_then_a_fresh_clone_pulls_and_reproduces_nothing(
 
 def test_pr_comment_links_each_model_run_on_the_server(stack: Stack, team_project: Path) -> None:
     env = {"MLFLOW_TRACKING_URI": stack.config.mlflow_url}
-    run(team_project, sys.executable, "-m", "stages.pr_report", "--base", "main", **env)
+    run(team_project, "digitflow", "pr-report", "--base", "main", **env)
     comment = (team_project / "reports/pr/comment.md").read_text()
     assert "### MLflow runs" in comment
     client = stack.client(stack.alice)
@@ -264,23 +263,23 @@ def test_stack_restarts_with_its_data_and_stops_with_no_process_left(stack: Stac
     """The README's `status`, `down` and `up` commands, as written."""
     pids = stack.pids()
     assert len(pids) == 2
-    status = stack.readme("python -m digitflow.team.stack status")
-    assert f"mlflow     running (pid {svc.read_pid(stack.state / 'mlflow.pid')})" in status
+    status = stack.readme("digitflow stack status")
+    assert f"mlflow     running (pid {read_pid(stack.state / 'mlflow.pid')})" in status
     assert stack.config.mlflow_url in status
-    assert f"seaweedfs  running (pid {svc.read_pid(stack.state / 'seaweedfs.pid')})" in status
-    assert "stopped: mlflow, seaweedfs" in stack.readme("python -m digitflow.team.stack down")
-    assert not [pid for pid in pids if svc.group_members(pid)], "a service or one of its workers is still running"
-    assert all(svc.port_is_free(port) for port in stack.config.ports.values())
-    status = stack.readme("python -m digitflow.team.stack status")
+    assert f"seaweedfs  running (pid {read_pid(stack.state / 'seaweedfs.pid')})" in status
+    assert "stopped: mlflow, seaweedfs" in stack.readme("digitflow stack down")
+    assert not [pid for pid in pids if group_members(pid)], "a service or one of its workers is still running"
+    assert all(port_is_free(port) for port in stack.config.ports.values())
+    status = stack.readme("digitflow stack status")
     assert "mlflow     stopped" in status
     assert "seaweedfs  stopped" in status
 
-    stack.readme("python -m digitflow.team.stack up")
+    stack.readme("digitflow stack up")
     client = stack.client(stack.alice)
     for run_id in run_ids(team_project).values():
         assert client.get_run(run_id).data.metrics["test_accuracy"] > 0.9, "runs survive a restart"
     assert client.list_artifacts(run_ids(team_project)["torch"]), "artifacts survive a restart"
 
     pids = stack.pids()
-    stack.readme("python -m digitflow.team.stack down")
-    assert not [pid for pid in pids if svc.group_members(pid)]
+    stack.readme("digitflow stack down")
+    assert not [pid for pid in pids if group_members(pid)]

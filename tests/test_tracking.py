@@ -10,17 +10,8 @@ import pytest
 import yaml
 
 from digitflow.core.errors import InputError
-from digitflow.tracking.runs import (
-    STORE_FILE,
-    TAG_PREFIX,
-    RunInfo,
-    flatten,
-    git_commit,
-    input_hashes,
-    repository_root,
-    run_tags,
-    tracking_uri,
-)
+from digitflow.tracking.runs import RunInfo, git_commit, input_hashes, run_tags
+from digitflow.tracking.store import STORE_FILE, TAG_PREFIX, repository_root, tracking_uri
 
 
 def test_repository_root_is_dvc_root_when_set(tmp_path: Path):
@@ -125,11 +116,6 @@ def test_input_hashes_with_empty_lock(pipeline_files):
 def test_input_hashes_default_paths_are_relative_to_working_directory(tmp_path, pipeline_files, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert input_hashes("split") == {"data/processed": "a" * 32 + ".dir"}
-
-
-def test_flatten():
-    assert flatten("train_torch", {"lr": 0.1, "epochs": 3}) == {"train_torch.lr": 0.1, "train_torch.epochs": 3}
-    assert flatten("x", {}) == {}
 
 
 def test_run_info_round_trip():

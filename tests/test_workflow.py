@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from digitflow.reporting.pr.comment import DEFAULT_OUTPUT, WATERMARK_TITLE
+from digitflow.core.paths import PR_COMMENT_FILE
+from digitflow.reporting.pr.build import WATERMARK_TITLE
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS_DIR = ROOT / ".github" / "workflows"
@@ -83,13 +84,13 @@ def test_pr_report_job_compares_with_the_base_and_keeps_one_comment() -> None:
     runs = [s for s in report["steps"] if "run" in s]
     commands = [s["run"] for s in runs]
     repro = next(i for i, c in enumerate(commands) if c.strip() == "dvc repro")
-    build = next(i for i, c in enumerate(commands) if "python -m stages.pr_report" in c)
+    build = next(i for i, c in enumerate(commands) if "digitflow pr-report" in c)
     comment = next(i for i, c in enumerate(commands) if "cml comment update" in c)
     assert repro < build < comment
-    assert f"--output {DEFAULT_OUTPUT.as_posix()}" in commands[build]
+    assert f"--output {PR_COMMENT_FILE.as_posix()}" in commands[build]
     assert runs[build]["env"]["BASE_REF"] == "${{ github.base_ref }}"
     assert f"--watermark-title={WATERMARK_TITLE!r}".replace("'", '"') in commands[comment]
-    assert commands[comment].rstrip().endswith(DEFAULT_OUTPUT.as_posix())
+    assert commands[comment].rstrip().endswith(PR_COMMENT_FILE.as_posix())
     assert "!cancelled()" in runs[comment]["if"], "the comment must be posted when the gate fails"
     assert any(s.get("uses", "").startswith("iterative/setup-cml@") for s in report["steps"])
     assert "pull-requests" not in workflow["jobs"]["checks"]["permissions"]
@@ -123,7 +124,7 @@ def test_report_job_uses_the_team_remote_and_server_only_when_configured(tmp_pat
     runs = [s for s in load(PR_REPORT)["jobs"]["report"]["steps"] if "run" in s]
     pull = next(i for i, s in enumerate(runs) if "dvc pull" in s["run"])
     repro = next(i for i, s in enumerate(runs) if s["run"].strip() == "dvc repro")
-    build = next(i for i, s in enumerate(runs) if "python -m stages.pr_report" in s["run"])
+    build = next(i for i, s in enumerate(runs) if "digitflow pr-report" in s["run"])
     assert pull < repro, "pull before reproducing, so only changed stages run"
     for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         assert runs[repro]["env"][variable] == f"${{{{ secrets.{variable} }}}}"

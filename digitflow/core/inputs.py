@@ -1,4 +1,5 @@
-"""Reading what earlier stages wrote: a missing or damaged file becomes one message with its repair.
+"""Reading a stage's inputs (what earlier stages wrote): a missing or damaged file becomes one message
+with its repair.
 
 A stage's inputs are DVC outputs, so the repair is always one of two DVC commands: ``dvc checkout``
 restores the recorded version from the cache, and ``dvc repro -f -s STAGE`` rebuilds it when the cache
@@ -10,34 +11,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import yaml
 
+from digitflow.core.dvc_files import producing_stage
 from digitflow.core.errors import DigitflowError, InputError
 
-DVC_YAML = Path("dvc.yaml")
 T = TypeVar("T")
 
 
-def producing_stage(path: Path, dvc_yaml: Path = DVC_YAML) -> tuple[str, bool] | None:
-    """The ``dvc.yaml`` stage whose output holds ``path`` and whether DVC caches that output."""
-    try:
-        stages = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {})
-    except (OSError, yaml.YAMLError, AttributeError):
-        return None
-    target = PurePosixPath(Path(path).as_posix())
-    for name, stage in stages.items():
-        for entry in stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []):
-            out, options = (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
-            if target == PurePosixPath(out) or PurePosixPath(out) in target.parents:
-                return name, (options or {}).get("cache", True)
-    return None
-
-
-def repair_hint(path: Path) -> str:
+def restore_hint(path: Path) -> str:
     """The commands that bring ``path`` back: from DVC's cache (or git, for uncached metrics), or rebuilt."""
     found = producing_stage(path)
     if found is None:
@@ -60,13 +45,13 @@ def reading(path: Path) -> Iterator[None]:
         raise
     except FileNotFoundError as exc:
         missing = exc.filename or path
-        raise InputError(f"{missing} is missing; {repair_hint(Path(missing))}") from exc
+        raise InputError(f"{missing} is missing; {restore_hint(Path(missing))}") from exc
     except Exception as exc:  # every library reports a damaged file with its own exception type
         # The library's first sentence only: the rest is often advice that does not apply here
         # (NumPy suggests `allow_pickle=True` for a damaged .npy file).
         detail = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else ""
         reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-        raise InputError(f"{path} is damaged or not what this stage expects ({reason}); {repair_hint(path)}") from exc
+        raise InputError(f"{path} is damaged or not what this stage expects ({reason}); {restore_hint(path)}") from exc
 
 
 def read(path: Path, loader: Callable[..., T], *args: Any, **kwargs: Any) -> T:

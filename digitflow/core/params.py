@@ -11,6 +11,7 @@ dataset ``data.dataset`` names, so ``dvc exp run -S data.dataset=mnist`` alone s
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -219,3 +220,13 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path} is not valid YAML: {exc}") from None
     return parse_params(raw, str(path))
+
+
+def set_dotted(params: MutableMapping[str, Any], key: str, value: Any) -> None:
+    """Set ``key`` as ``dvc exp run -S`` names it (``train_torch.lr``, the per-dataset
+    ``train_torch.digits.epochs``) in a nested params mapping, in place, creating sections as needed."""
+    *sections, name = key.split(".")
+    target = params
+    for section in sections:
+        target = target.setdefault(section, {})
+    target[name] = value

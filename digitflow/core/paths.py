@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 PARAMS_FILE = Path("params.yaml")
+DVC_FILE = Path("dvc.yaml")
 DVC_LOCK_FILE = Path("dvc.lock")
 
 DATA_DIR = Path("data")
@@ -50,8 +51,10 @@ EVALUATION_LOG_FILE = EVALUATION_DIR / "evaluation.log"
 EVALUATION_WORKBOOK_FILE = EVALUATION_DIR / "evaluation.xlsx"
 REPORT_FILE = REPORTS_DIR / "report.md"
 FIGURES_DIR = REPORTS_DIR / "figures"
-
-MODEL_NAMES = ("sklearn", "torch")
+# `digitflow pr-report`: not a pipeline output (it compares the pipeline's outputs with a base revision).
+# The search space of `digitflow sweep`, at the repository root; not a pipeline input.
+SWEEP_FILE = Path("sweep.yaml")
+PR_COMMENT_FILE = REPORTS_DIR / "pr" / "comment.md"
 
 # `dvc plots show --html-template` page with Vega inlined (digitflow/reporting/offline_plots.py); in DVC's own
 # ignored temporary folder, as it is generated.

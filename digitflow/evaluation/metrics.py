@@ -15,6 +15,15 @@ from sklearn.metrics import (
 from digitflow.data.datasets import CLASS_NAMES, N_CLASSES
 
 LABELS = list(range(N_CLASSES))
+# Train and validation metrics a training stage keeps in its committed metrics file (what `dvc metrics
+# diff` shows a reviewer); everything else a run measures is in its MLflow run.
+REVIEWED = ("accuracy", "log_loss")
+
+
+def reviewed_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """``train_accuracy``, ``train_log_loss``, ``val_accuracy``, ``val_log_loss`` of ``metrics``."""
+    names = [f"{part}_{name}" for part in ("train", "val") for name in REVIEWED]
+    return {name: metrics[name] for name in names if name in metrics}
 
 
 def check_probabilities(proba: np.ndarray, n_rows: int) -> None:
@@ -55,6 +64,11 @@ def per_class_report(y_true: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
 def confusion(y_true: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """Counts with actual digits as rows and predicted digits as columns."""
     return confusion_matrix(y_true, predicted, labels=LABELS)
+
+
+def confusion_record(matrix: np.ndarray) -> dict:
+    """A confusion matrix as JSON: labels, which axis is which, the counts."""
+    return {"labels": list(CLASS_NAMES), "rows": "actual", "columns": "predicted", "matrix": matrix.tolist()}
 
 
 def predictions_table(y_true: np.ndarray, proba: np.ndarray) -> pd.DataFrame:

@@ -10,7 +10,6 @@ to the dataset's range. The model does the rest: its scaling is part of it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +19,9 @@ from digitflow.core import paths
 from digitflow.core.errors import DigitflowError
 from digitflow.core.inputs import read, reading
 from digitflow.core.io import read_json
+from digitflow.models.card import ModelCard
 
 Predictor = Callable[[np.ndarray], np.ndarray]
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """What a model expects: the image shape and the value of full ink (from ``training.model_card``)."""
-
-    dataset: str
-    image_shape: tuple[int, int]
-    pixel_max: int
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
-        return cls(data["dataset"], tuple(data["image_shape"]), int(data["pixel_max"]))
 
 
 def image_to_pixels(image: Any, card: ModelCard) -> np.ndarray:
@@ -78,17 +65,5 @@ def local_predictor(model: str) -> tuple[Predictor, ModelCard]:
         return read(paths.SKLEARN_MODEL_FILE, load_model).predict_proba, card
     from digitflow.models.torch_model import load_model, predict_proba
 
-    net = read(paths.TORCH_MODEL_FILE, load_model, card.image_shape[0] * card.image_shape[1])
+    net = read(paths.TORCH_MODEL_FILE, load_model, card.n_features)
     return (lambda rows: predict_proba(net, rows)), card
-
-
-def registry_predictor(model_uri: str) -> tuple[Predictor, ModelCard]:
-    """A logged or registered MLflow model (``models:/digitflow-torch@champion``), as pyfunc."""
-    import mlflow
-
-    pyfunc = mlflow.pyfunc.load_model(model_uri)
-    metadata = pyfunc.metadata.metadata or {}
-    if not {"image_shape", "pixel_max", "dataset"} <= set(metadata):
-        raise DigitflowError(f"{model_uri} was not logged by digitflow's training stages (no image metadata)")
-    card = ModelCard.from_dict(metadata)
-    return (lambda rows: np.asarray(pyfunc.predict(rows))), card

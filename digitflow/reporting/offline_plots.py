@@ -7,17 +7,15 @@ builds that page with the three libraries inlined, at the exact versions DVC's r
 taken from their packages on the npm registry (``npm pack``; no package on PyPI ships Vega-Lite 5 as
 a browser bundle). The result is self-contained: ``dvc_plots/index.html`` opens anywhere, offline.
 
-    python -m digitflow.reporting.offline_plots            # once; needs npm (Node.js)
+    digitflow offline-plots            # once; needs npm (Node.js)
     dvc plots show --html-template .dvc/tmp/plots-offline.html
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -84,23 +82,12 @@ def build_template(bundles: dict[str, str]) -> str:
     return PAGE.format(scripts=scripts)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", type=Path, default=paths.OFFLINE_PLOTS_TEMPLATE, help="default %(default)s")
-    args = parser.parse_args(argv)
-    try:
-        packages = dvc_vega_packages()
-        with tempfile.TemporaryDirectory(prefix="digitflow-vega-") as tmp:
-            bundles = fetch_bundles(packages, Path(tmp))
-    except DigitflowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    write_text(args.output, build_template(bundles))
+def write_offline_template(output: Path = paths.OFFLINE_PLOTS_TEMPLATE) -> str:
+    """Build the template at ``output``; return what was written, for the command's one line."""
+    packages = dvc_vega_packages()
+    with tempfile.TemporaryDirectory(prefix="digitflow-vega-") as tmp:
+        bundles = fetch_bundles(packages, Path(tmp))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_text(output, build_template(bundles))
     versions = ", ".join(f"{name} {version}" for name, version in packages)
-    print(f"wrote {args.output} ({versions}); use: dvc plots show --html-template {args.output}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return f"wrote {output} ({versions}); use: dvc plots show --html-template {output}"

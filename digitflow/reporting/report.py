@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-MODEL_TITLES = {"sklearn": "scikit-learn LogisticRegression", "torch": "PyTorch logistic regression"}
+from digitflow.core.names import model_title
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,10 @@ class ReportInputs:
     n_misclassified: Mapping[str, int]
 
 
-def comparison_table(inputs: ReportInputs) -> pd.DataFrame:
+def summary_table(inputs: ReportInputs) -> pd.DataFrame:
     rows = {}
     for model, metrics in inputs.test_metrics.items():
-        rows[MODEL_TITLES.get(model, model)] = {
+        rows[model_title(model)] = {
             "test accuracy": metrics["test_accuracy"],
             "test log loss": metrics["test_log_loss"],
             "macro F1": metrics["test_f1_macro"],
@@ -60,7 +60,7 @@ def build_report(inputs: ReportInputs) -> str:
         "",
         "## Comparison",
         "",
-        _markdown_table(comparison_table(inputs)),
+        _markdown_table(summary_table(inputs)),
         "",
         "## Sample images",
         "",
@@ -71,7 +71,7 @@ def build_report(inputs: ReportInputs) -> str:
     ]
     for model in inputs.test_metrics:
         sections += [
-            f"### {MODEL_TITLES.get(model, model)}",
+            f"### {model_title(model)}",
             "",
             f"![{model} confusion matrix]({figures[f'confusion_{model}']})",
             "",
@@ -79,7 +79,7 @@ def build_report(inputs: ReportInputs) -> str:
     sections += ["## Misclassified test images", ""]
     for model in inputs.test_metrics:
         sections += [
-            f"### {MODEL_TITLES.get(model, model)}: {inputs.n_misclassified[model]} of {inputs.n_test} wrong",
+            f"### {model_title(model)}: {inputs.n_misclassified[model]} of {inputs.n_test} wrong",
             "",
             f"![{model} misclassified test images]({figures[f'misclassified_{model}']})",
             "",
@@ -99,7 +99,7 @@ def build_report(inputs: ReportInputs) -> str:
     ]
     for model in inputs.test_metrics:
         sections += [
-            f"### {MODEL_TITLES.get(model, model)}",
+            f"### {model_title(model)}",
             "",
             f"![{model} coefficients]({figures[f'coefficients_{model}']})",
             "",

@@ -18,14 +18,11 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from digitflow.tracking.runs import process_alive
+from digitflow.core.git import git
+from digitflow.core.processes import process_alive
 
 log = logging.getLogger(__name__)
 EXPS_TMP = Path(".dvc") / "tmp" / "exps"
-
-
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
 
 
 def run_experiment(root: Path, name: str, settings: Sequence[str], env: Mapping[str, str]) -> int:
@@ -44,7 +41,7 @@ def run_experiment(root: Path, name: str, settings: Sequence[str], env: Mapping[
 def read_experiment(root: Path, baseline: str, name: str, relative: Path) -> Any:
     """A JSON file as committed in experiment ``name`` (``refs/exps/<baseline>/<name>``)."""
     ref = f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}"
-    return json.loads(git(root, "show", f"{ref}:{relative.as_posix()}"))
+    return json.loads(git("show", f"{ref}:{relative.as_posix()}", cwd=root))
 
 
 def _lock_holder(temp: Path) -> int | None:

@@ -9,6 +9,7 @@ the test set makes the test score an optimistic, leaked estimate.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,17 +18,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from digitflow.core import paths
 from digitflow.core.errors import DigitflowError, ParamsError
-from digitflow.core.params import DATASETS, PER_DATASET_SECTIONS, Params, parse_params
+from digitflow.core.names import MODEL_NAMES, lower_is_better
+from digitflow.core.params import DATASETS, PER_DATASET_SECTIONS, Params, parse_params, set_dotted
 
-# The default search space file, at the repository root; not a pipeline input, so not in paths.py
-# (whose paths tests/test_layout.py matches with dvc.yaml).
-SWEEP_FILE = Path("sweep.yaml")
 Scalar = str | int | float | bool | None
 # Metrics both training stages write to metrics/train_<model>.json, and evaluate to metrics/evaluate.json.
 METRIC_NAMES = ("accuracy", "log_loss", "precision_macro", "recall_macro", "f1_macro")
-LOWER_IS_BETTER = frozenset({"log_loss"})
 # A study name becomes part of DVC experiment names (git refs) and MLflow tags.
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 
@@ -95,7 +92,7 @@ class Metric:
 
     @property
     def direction(self) -> Literal["minimize", "maximize"]:
-        return "minimize" if self.name in LOWER_IS_BETTER else "maximize"
+        return "minimize" if lower_is_better(self.name) else "maximize"
 
     def __str__(self) -> str:
         return f"{self.model}.{self.val_key}"
@@ -103,15 +100,15 @@ class Metric:
 
 def parse_metric(text: str) -> Metric:
     """Accept only validation metrics; a test metric is refused with the validation metric to use instead."""
-    allowed = ", ".join(f"{m}.val_{n}" for m in paths.MODEL_NAMES for n in METRIC_NAMES)
+    allowed = ", ".join(f"{m}.val_{n}" for m in MODEL_NAMES for n in METRIC_NAMES)
     model, _, key = text.partition(".")
     split, _, name = key.partition("_")
-    if model in paths.MODEL_NAMES and split == "test" and name in METRIC_NAMES:
+    if model in MODEL_NAMES and split == "test" and name in METRIC_NAMES:
         raise SweepConfigError(
             f"metric {text!r} is a test metric: a sweep optimises a validation metric, so the test set stays "
             f"an unbiased estimate (the best trial's {text} is reported, not used). Use {model}.val_{name}."
         )
-    if model not in paths.MODEL_NAMES or split != "val" or name not in METRIC_NAMES:
+    if model not in MODEL_NAMES or split != "val" or name not in METRIC_NAMES:
         raise SweepConfigError(f"metric {text!r} is not a validation metric; use one of: {allowed}")
     return Metric(model, name)
 
@@ -133,15 +130,10 @@ def _check_key(key: str) -> str | None:
 
 
 def _with(raw: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
-    """``raw`` with the dotted ``key`` (``train_torch.lr``, ``train_torch.digits.epochs``) set to ``value``."""
-    section, _, field = key.partition(".")
-    block, _, in_block = field.partition(".")
-    values = dict(raw.get(section) or {})
-    if in_block:
-        values[block] = {**(values.get(block) or {}), in_block: value}
-    else:
-        values[field] = value
-    return {**raw, section: values}
+    """A copy of ``raw`` with the dotted ``key`` (``train_torch.lr``, ``train_torch.digits.epochs``) set."""
+    changed = copy.deepcopy(raw)
+    set_dotted(changed, key, value)
+    return changed
 
 
 def _check_values(raw: dict[str, Any], key: str, values: list[Any]) -> list[str]:

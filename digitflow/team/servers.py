@@ -4,13 +4,21 @@ SeaweedFS (`weed mini`, S3) and the MLflow server with basic auth on PostgreSQL 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
 
-from digitflow.team import services as svc
-from digitflow.team.services import ARTIFACTS_BUCKET, DVC_BUCKET, HOST, StackConfig, StackError
+from digitflow.core.processes import isolated_env
+from digitflow.team.config import (
+    ARTIFACTS_BUCKET,
+    CONFIG_NAME,
+    DVC_BUCKET,
+    HOST,
+    StackConfig,
+    StackError,
+    write_private,
+)
+from digitflow.team.supervisor import read_pid, start_process, wait_until
 
 START_TIMEOUT_S = 180.0
 
@@ -54,7 +62,7 @@ def _buckets_ready(config: StackConfig) -> bool:
 
 def start_seaweedfs(config: StackConfig, state: Path) -> bool:
     pid_file = state / "seaweedfs.pid"
-    if svc.read_pid(pid_file):
+    if read_pid(pid_file):
         return False
     s3_json = state / "s3.json"
     identity = {
@@ -62,7 +70,7 @@ def start_seaweedfs(config: StackConfig, state: Path) -> bool:
         "credentials": [{"accessKey": config.s3_access_key, "secretKey": config.s3_secret_key}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
     }
-    svc.write_private(s3_json, json.dumps({"identities": [identity]}))
+    write_private(s3_json, json.dumps({"identities": [identity]}))
     ports = config.ports
     command = [
         executable("weed"),
@@ -82,24 +90,17 @@ def start_seaweedfs(config: StackConfig, state: Path) -> bool:
     ]
     (state / "seaweedfs").mkdir(parents=True, exist_ok=True)
     log_file = state / "seaweedfs.log"
-    svc.start_process(command, _service_env(), log_file, pid_file)
-    svc.wait_until(lambda: _buckets_ready(config), pid_file, log_file, "SeaweedFS", START_TIMEOUT_S)
+    start_process(command, isolated_env(), log_file, pid_file)
+    wait_until(lambda: _buckets_ready(config), pid_file, log_file, "SeaweedFS", START_TIMEOUT_S)
     return True
-
-
-def _service_env(**extra: str) -> dict[str, str]:
-    """The environment without the caller's MLflow / AWS settings, which belong to clients, not servers."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "DVC_"))}
-    env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", **extra)
-    return env
 
 
 def start_mlflow(config: StackConfig, state: Path, workers: int) -> bool:
     pid_file = state / "mlflow.pid"
-    if svc.read_pid(pid_file):
+    if read_pid(pid_file):
         return False
     auth_ini = state / "basic_auth.ini"
-    svc.write_private(
+    write_private(
         auth_ini,
         "[mlflow]\n"
         "default_permission = READ\n"
@@ -110,7 +111,7 @@ def start_mlflow(config: StackConfig, state: Path, workers: int) -> bool:
         # 0 (MLflow's default) re-hashes the password on every request: ~1 s per logged metric.
         "auth_cache_ttl_seconds = 60\n",
     )
-    env = _service_env(
+    env = isolated_env(
         MLFLOW_BACKEND_STORE_URI=config.db_uri(config.mlflow_db),  # in the environment, not in `ps`
         MLFLOW_AUTH_CONFIG_PATH=str(auth_ini),
         MLFLOW_FLASK_SERVER_SECRET_KEY=config.flask_secret,
@@ -136,13 +137,13 @@ def start_mlflow(config: StackConfig, state: Path, workers: int) -> bool:
         str(workers),
     ]
     log_file = state / "mlflow.log"
-    svc.start_process(command, env, log_file, pid_file)
+    start_process(command, env, log_file, pid_file)
     health = f"{config.mlflow_url}/health"
-    svc.wait_until(lambda: _http_status(health) == 200, pid_file, log_file, "the MLflow server", START_TIMEOUT_S)
+    wait_until(lambda: _http_status(health) == 200, pid_file, log_file, "the MLflow server", START_TIMEOUT_S)
     admin = f"{config.mlflow_url}/api/2.0/mlflow/users/get?username={config.admin_username}"
     if _http_status(admin, (config.admin_username, config.admin_password)) != 200:
         raise StackError(
-            f"the MLflow server does not accept the admin password in {state / svc.CONFIG_NAME}: the auth database "
+            f"the MLflow server does not accept the admin password in {state / CONFIG_NAME}: the auth database "
             f"{config.auth_db} was set up with another one. Use that password, or `down --purge` to start afresh."
         )
     return True

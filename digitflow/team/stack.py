@@ -1,45 +1,48 @@
 """The team stack on one machine, bound to 127.0.0.1: PostgreSQL, SeaweedFS (S3) and an MLflow server
 with basic auth, PostgreSQL as its store and S3 proxied artifacts; SeaweedFS also holds the DVC remote.
-
-    python -m digitflow.team.stack up            # start what is not running; print the URLs and what to export
-    eval "$(python -m digitflow.team.stack env)" # log the pipeline to the server, as the stack's admin
-    python -m digitflow.team.stack dvc-remote    # point this clone's `team` DVC remote at the stack
-    python -m digitflow.team.stack add-user NAME [--password P] [--permission EDIT]
-    python -m digitflow.team.stack status
-    python -m digitflow.team.stack down [--purge]  # stop by PID (and every worker); --purge also deletes the data
+What ``digitflow stack up|down|status|env|dvc-remote|add-user`` does (the command line is ``digitflow.cli``).
 
 Data survives ``down``/``up``: the state folder (``.stack/``, git-ignored) keeps the settings, secrets
 and S3 data, and PostgreSQL keeps the databases. A real deployment uses the same layout with a managed
-PostgreSQL and S3 (README, "Team setup").
+PostgreSQL and S3 (docs/team.md).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import shutil
-import subprocess
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-from digitflow.core.errors import DigitflowError
-from digitflow.team import services as svc
-from digitflow.team.servers import executable, start_mlflow, start_seaweedfs
-from digitflow.team.services import ARTIFACTS_BUCKET, DVC_BUCKET, DVC_REMOTE, HOST, StackConfig, StackError
+from digitflow.core.names import REGISTERED_MODELS
+from digitflow.team.config import (
+    ARTIFACTS_BUCKET,
+    CONFIG_NAME,
+    DVC_BUCKET,
+    DVC_REMOTE,
+    HOST,
+    StackConfig,
+    StackError,
+    create_config,
+    load_config,
+)
+from digitflow.team.postgres import drop_databases, ensure_databases, ensure_postgres, pg_cluster, stop_postgres
+from digitflow.team.servers import start_mlflow, start_seaweedfs
+from digitflow.team.supervisor import read_pid, stop_process
 
 DEFAULT_STATE = Path(".stack")
-# Registered models the training stages create (model-registry issue); add-user grants on them if present.
-REGISTERED_MODELS = ("digitflow-sklearn", "digitflow-torch")
 
 
 def up(state: Path, name: str, workers: int) -> StackConfig:
     """Start every service that is not running; on failure stop what this call started."""
-    config = svc.load_or_create_config(state, name)
-    if svc.ensure_postgres(config):
+    if (state / CONFIG_NAME).exists():
+        config = load_config(state)
+    else:
+        version, cluster, port, _status = pg_cluster()
+        config = create_config(state, name, version, cluster, port)
+    if ensure_postgres(config):
         (state / "postgres.started").touch()
-    svc.ensure_databases(config)
+    ensure_databases(config)
     try:
         start_seaweedfs(config, state)
         start_mlflow(config, state, workers)
@@ -51,19 +54,19 @@ def up(state: Path, name: str, workers: int) -> StackConfig:
 
 def down(state: Path, purge: bool) -> list[str]:
     """Stop the MLflow server and SeaweedFS by PID, with their workers; PostgreSQL only if `up` started it."""
-    stopped = [name for name in ("mlflow", "seaweedfs") if svc.stop_process(state / f"{name}.pid")]
-    if not (state / svc.CONFIG_NAME).exists():
+    stopped = [name for name in ("mlflow", "seaweedfs") if stop_process(state / f"{name}.pid")]
+    if not (state / CONFIG_NAME).exists():
         return stopped
-    config = existing_config(state)
+    config = load_config(state)
     started_pg = (state / "postgres.started").exists()
     if purge:
-        started_pg = svc.ensure_postgres(config) or started_pg  # to drop the databases, then stopped again
-        svc.drop_databases(config)
+        started_pg = ensure_postgres(config) or started_pg  # to drop the databases, then stopped again
+        drop_databases(config)
         shutil.rmtree(state)
     else:
         (state / "postgres.started").unlink(missing_ok=True)
     if started_pg:
-        svc.stop_postgres(config)
+        stop_postgres(config)
         stopped.append("postgresql")
     return stopped
 
@@ -90,12 +93,12 @@ def dvc_remote_commands(config: StackConfig) -> list[list[str]]:
 def summary(config: StackConfig, state: Path) -> str:
     remote = "\n".join(shlex.join(command) for command in dvc_remote_commands(config))
     return (
-        f"MLflow     {config.mlflow_url} (admin {config.admin_username!r}, password in {state / svc.CONFIG_NAME})\n"
+        f"MLflow     {config.mlflow_url} (admin {config.admin_username!r}, password in {state / CONFIG_NAME})\n"
         f"S3         {config.s3_url}   (buckets {ARTIFACTS_BUCKET}, {DVC_BUCKET})\n"
         f"PostgreSQL {HOST}:{config.pg_port}   (databases {config.mlflow_db}, {config.auth_db})\n\n"
-        '# Log the pipeline to the server (or: eval "$(python -m digitflow.team.stack env)"):\n'
+        '# Log the pipeline to the server (or: eval "$(digitflow stack env)"):\n'
         + "\n".join(env_lines(config))
-        + "\n\n# Point this clone's DVC remote at the stack (or: python -m digitflow.team.stack dvc-remote):\n"
+        + "\n\n# Point this clone's DVC remote at the stack (or: digitflow stack dvc-remote):\n"
         + remote
         + "\n"
     )
@@ -131,7 +134,7 @@ def add_user(
         experiment_id = found.experiment_id if found else client.create_experiment(experiment)
         grants = [("experiment", experiment_id)] + [
             ("registered_model", model)
-            for model in REGISTERED_MODELS
+            for model in REGISTERED_MODELS.values()
             if client.search_registered_models(filter_string=f"name = '{model}'")
         ]
         for resource_type, resource_id in grants:
@@ -147,84 +150,12 @@ def add_user(
     return experiment_id, new_password
 
 
-def _experiment_default() -> str:
-    from digitflow.core.params import load_params
-
-    try:
-        return load_params().tracking.experiment
-    except DigitflowError:
-        return "digitflow"
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m digitflow.team.stack", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        default=Path(os.environ.get("DIGITFLOW_STACK_DIR", DEFAULT_STATE)),
-        help="settings, secrets, S3 data, PIDs and logs (default .stack, or $DIGITFLOW_STACK_DIR)",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    start = commands.add_parser("up", help="start the stack")
-    start.add_argument(
-        "--name",
-        default=os.environ.get("DIGITFLOW_STACK_NAME", "digitflow"),
-        help="PostgreSQL role and database prefix (first `up` only; default digitflow, or $DIGITFLOW_STACK_NAME)",
-    )
-    start.add_argument("--workers", type=int, default=2, help="MLflow server worker processes")
-    stop = commands.add_parser("down", help="stop the stack")
-    stop.add_argument("--purge", action="store_true", help="also drop its databases and delete the state folder")
-    commands.add_parser("status", help="what is running, and where")
-    commands.add_parser("env", help="shell exports that send the pipeline's runs to the server")
-    commands.add_parser("dvc-remote", help="configure this clone's `team` DVC remote in .dvc/config.local")
-    user = commands.add_parser("add-user", help="create an MLflow account and grant it a permission")
-    user.add_argument("username")
-    user.add_argument(
-        "--password", help="at least 12 characters; a new user without one gets a generated one (printed)"
-    )
-    user.add_argument("--permission", default="EDIT", choices=["READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS"])
-    user.add_argument("--experiment", default=None, help="default: params.yaml tracking.experiment")
-    return parser.parse_args(argv)
-
-
-def existing_config(state: Path) -> StackConfig:
-    if not (state / svc.CONFIG_NAME).exists():
-        raise StackError(f"no stack is set up in {state}; start one with `python -m digitflow.team.stack up`")
-    return svc.load_or_create_config(state, "")
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    state = args.state_dir.resolve()
-    if args.command == "up":
-        print(summary(up(state, args.name, args.workers), state))
-    elif args.command == "down":
-        stopped = down(state, args.purge)
-        print(f"stopped: {', '.join(stopped) or 'nothing was running'}" + ("; data deleted" if args.purge else ""))
-    elif args.command == "env":
-        print("\n".join(env_lines(existing_config(state))))
-    elif args.command == "dvc-remote":
-        for command in dvc_remote_commands(existing_config(state)):
-            subprocess.run([executable("dvc", "test"), *command[1:]], check=True)
-        print(f"DVC remote {DVC_REMOTE!r} now points at the stack (in .dvc/config.local)")
-    elif args.command == "add-user":
-        experiment = args.experiment or _experiment_default()
-        config = existing_config(state)
-        experiment_id, password = add_user(config, args.username, args.password, args.permission, experiment)
-        print(f"user {args.username!r}: {args.permission} on experiment {experiment!r} ({experiment_id})")
-        if password and not args.password:
-            print(f"password: {password}")
-    else:
-        config = existing_config(state)
-        for name, url in (("mlflow", config.mlflow_url), ("seaweedfs", config.s3_url)):
-            pid = svc.read_pid(state / f"{name}.pid")
-            print(f"{name:<11}{'running (pid ' + str(pid) + ')' if pid else 'stopped':<22}{url}")
-        print(f"{'postgresql':<11}{svc.pg_cluster()[3]:<22}{HOST}:{config.pg_port}")
-
-
-if __name__ == "__main__":
-    try:
-        main()
-    except DigitflowError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
+def status_lines(state: Path) -> list[str]:
+    """One line per service: running (with its PID) or stopped, and its address."""
+    config = load_config(state)
+    lines = []
+    for name, url in (("mlflow", config.mlflow_url), ("seaweedfs", config.s3_url)):
+        pid = read_pid(state / f"{name}.pid")
+        lines.append(f"{name:<11}{'running (pid ' + str(pid) + ')' if pid else 'stopped':<22}{url}")
+    lines.append(f"{'postgresql':<11}{pg_cluster()[3]:<22}{HOST}:{config.pg_port}")
+    return lines

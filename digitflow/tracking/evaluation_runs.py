@@ -26,7 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from digitflow.tracking.runs import TAG_PREFIX, RunInfo, prepare_experiment, run_name_base, training_run
+from digitflow.tracking.runs import RunInfo, run_name_base, training_run
+from digitflow.tracking.store import TAG_PREFIX, prepare_experiment
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,11 @@
-"""What a training stage leaves for DVC: reviewed metrics in git, the rest of its record beside them.
+"""A training stage's record: which MLflow run (and registered version) made its model, and how long it
+took.
 
 ``dvc metrics show`` / ``dvc metrics diff`` should list what a reviewer compares, and a clean
 ``dvc repro`` of an unchanged project should leave the committed files as they were. So the committed
-metrics file of a training stage holds only train and validation accuracy and log loss (deterministic
-for the same params and seed); what changes on every run (the MLflow run id and registered version,
-the training time, the iteration count) goes to the stage's training record,
+metrics file of a training stage holds only train and validation accuracy and log loss
+(``evaluation.metrics.reviewed_metrics``); what changes on every run (the MLflow run id and registered
+version, the training time, the iteration count) goes to the stage's training record,
 ``metrics/runs/<model>.json``. DVC caches that file (it is not in git) and restores it with the model
 from its run-cache, so ``evaluate`` finds the run that trained a restored model; the ``report`` stage
 declares it as a params file, which is how ``dvc exp show`` lists each experiment's run id and
@@ -20,20 +21,6 @@ from digitflow.core import paths
 from digitflow.core.inputs import read, reading
 from digitflow.core.io import read_json, write_json
 from digitflow.tracking.runs import RunInfo
-
-# Train and validation metrics kept in the committed metrics file of each training stage.
-REVIEWED = ("accuracy", "log_loss")
-
-
-def reviewed_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    """``train_accuracy``, ``train_log_loss``, ``val_accuracy``, ``val_log_loss`` of ``metrics``."""
-    names = [f"{part}_{name}" for part in ("train", "val") for name in REVIEWED]
-    return {name: metrics[name] for name in names if name in metrics}
-
-
-def write_training_outputs(model: str, metrics: dict[str, float]) -> None:
-    """The committed metrics file of one training stage (its reviewed metrics only)."""
-    write_json(paths.train_metrics_file(model), reviewed_metrics(metrics))
 
 
 def training_record(model: str, info: RunInfo, fit_seconds: float, **details: Any) -> dict[str, Any]:

@@ -13,13 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from digitflow.core.errors import DigitflowError
+from digitflow.core.names import REGISTERED_MODELS, lower_is_better
+from digitflow.models.card import ModelCard
+from digitflow.models.predict import Predictor
 from digitflow.tracking.runs import RunInfo
-from digitflow.tracking.training_log import REGISTERED_MODELS
 
 CHAMPION = "champion"
-# Test metrics where a smaller value is the better model; every other one is better when larger.
-LOWER_IS_BETTER = frozenset({"test_log_loss"})
 
 
 class PromotionError(DigitflowError):
@@ -43,7 +45,7 @@ def record_test_metrics(client: Any, info: RunInfo, metrics: Mapping[str, float]
 
 
 def is_better(metric: str, candidate: float, incumbent: float) -> bool:
-    return candidate < incumbent if metric in LOWER_IS_BETTER else candidate > incumbent
+    return candidate < incumbent if lower_is_better(metric) else candidate > incumbent
 
 
 def _metric(version: Any, metric: str) -> float:
@@ -99,7 +101,7 @@ def promote(
     elif not evaluated:
         raise PromotionError(f"no version of {name} has a {metric} tag yet: run the pipeline (`dvc repro`) first")
     else:
-        sign = -1 if metric in LOWER_IS_BETTER else 1
+        sign = -1 if lower_is_better(metric) else 1
         chosen = max(evaluated, key=lambda v: (sign * _metric(v, metric), int(v.version)))
     try:
         current = client.get_model_version_by_alias(name, CHAMPION)
@@ -126,3 +128,15 @@ def promote(
 
 def champion_uri(model: str) -> str:
     return f"models:/{REGISTERED_MODELS[model]}@{CHAMPION}"
+
+
+def champion_predictor(model_uri: str) -> tuple[Predictor, ModelCard]:
+    """A logged or registered MLflow model (``models:/digitflow-torch@champion``), as pyfunc, with its card."""
+    import mlflow
+
+    pyfunc = mlflow.pyfunc.load_model(model_uri)
+    metadata = pyfunc.metadata.metadata or {}
+    if not {"image_shape", "pixel_max", "dataset"} <= set(metadata):
+        raise DigitflowError(f"{model_uri} was not logged by digitflow's training stages (no image metadata)")
+    card = ModelCard.from_dict(metadata)
+    return (lambda rows: np.asarray(pyfunc.predict(rows))), card

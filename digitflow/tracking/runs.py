@@ -1,14 +1,5 @@
-"""MLflow tracking: one store per repository, created once, every run tagged so it can be found.
-
-The embedded default is ``sqlite:///<repository>/mlflow.db`` with artifacts in ``<repository>/mlartifacts``.
-"The repository" is ``$DVC_ROOT`` when DVC runs the stage (DVC sets it to the original repository even
-when a queued or ``--temp`` experiment runs in a temporary copy, which is deleted afterwards), else the
-working directory. ``MLFLOW_TRACKING_URI`` overrides the store.
-
-MLflow creates its SQLite tables, and experiments, with a race: several processes doing it at once can
-break the store or file runs under ``Default``. So the store and the experiment are created under a
-file lock, once, before a run starts.
-"""
+"""MLflow runs: one per trained model, tagged so it can be found from git, DVC and the process that made
+it, named so chart legends tell runs apart, and never left RUNNING."""
 
 from __future__ import annotations
 
@@ -16,42 +7,19 @@ import contextlib
 import logging
 import os
 import socket
-import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from digitflow.core import paths
-from digitflow.core.shell import debug_requested
-from digitflow.tracking.faults import Heartbeat, apply_http_defaults, end_run_quietly, quiet_store_logs, store_errors
+from digitflow.core.dvc_files import recorded_hashes, stage_deps
+from digitflow.core.git import commit_id, is_dirty
+from digitflow.tracking.faults import end_run_quietly, store_errors
+from digitflow.tracking.heartbeat import Heartbeat
+from digitflow.tracking.store import TAG_PREFIX, prepare_experiment, tracking_uri
 
 log = logging.getLogger(__name__)
-
-STORE_FILE = "mlflow.db"
-ARTIFACTS_DIR = "mlartifacts"
-LOCK_FILE = ".mlflow.lock"
-TAG_PREFIX = "digitflow."
-# MLflow 3's UI opens an experiment on the page its kind calls for; without this tag it guesses GenAI
-# (traces) for a new experiment, and the training runs are one click away.
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-
-
-def repository_root(environ: Mapping[str, str] | None = None) -> Path:
-    """The repository whose store runs belong in: ``$DVC_ROOT`` under DVC, else the working directory."""
-    environ = os.environ if environ is None else environ
-    return Path(environ.get("DVC_ROOT") or Path.cwd()).resolve()
-
-
-def tracking_uri(environ: Mapping[str, str] | None = None) -> str:
-    environ = os.environ if environ is None else environ
-    return environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repository_root(environ) / STORE_FILE}"
-
-
-def _is_local_sqlite(uri: str) -> bool:
-    return uri.startswith("sqlite:///")
 
 
 @dataclass(frozen=True)
@@ -85,89 +53,22 @@ class RunInfo:
         )
 
 
-def prepare_experiment(name: str, uri: str | None = None) -> str:
-    """Create the store and the experiment once, under a file lock; return the experiment id.
-
-    Also marks runs of this machine whose process died without ending them (a killed stage) as
-    failed, so no run stays ``RUNNING`` forever.
-    """
-    import mlflow
-    from filelock import FileLock
-
-    apply_http_defaults()
-    quiet_store_logs(debug_requested())
-    uri = uri or tracking_uri()
-    root = repository_root()
-    lock_path = root / LOCK_FILE if _is_local_sqlite(uri) else Path.cwd() / LOCK_FILE
-    with store_errors(uri, "opening the store", name), FileLock(str(lock_path), timeout=300):
-        client = mlflow.MlflowClient(tracking_uri=uri)
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            artifacts = (root / ARTIFACTS_DIR).as_uri() if _is_local_sqlite(uri) else None
-            experiment_id = client.create_experiment(name, artifact_location=artifacts, tags=EXPERIMENT_KIND)
-        else:
-            experiment_id = experiment.experiment_id
-            for key, value in EXPERIMENT_KIND.items():
-                if experiment.tags.get(key) != value:
-                    client.set_experiment_tag(experiment_id, key, value)
-        _fail_orphaned_runs(client, experiment_id)
-    return experiment_id
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this machine (another user's counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _fail_orphaned_runs(client: Any, experiment_id: str) -> None:
-    host = socket.gethostname()
-    running = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000)
-    for run in running:
-        tags = run.data.tags
-        pid = tags.get(TAG_PREFIX + "pid")
-        if tags.get(TAG_PREFIX + "host") == host and pid and not process_alive(int(pid)):
-            log.warning("marking MLflow run %s failed: its process %s is gone", run.info.run_id, pid)
-            client.set_terminated(run.info.run_id, status="FAILED")
+def input_hashes(stage: str, dvc_yaml: Path = paths.DVC_FILE, lock: Path = paths.DVC_LOCK_FILE) -> dict[str, str]:
+    """``dvc.lock`` hashes of the data a stage reads, as recorded when the upstream stages ran."""
+    recorded = recorded_hashes(lock)
+    return {dep: recorded[dep] for dep in stage_deps(stage, dvc_yaml) if dep in recorded}
 
 
 def git_commit(cwd: Path | None = None) -> str:
-    result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=False)
-    return result.stdout.strip() if result.returncode == 0 else "unknown"
+    return commit_id(cwd=cwd) or "unknown"
 
 
-def git_dirty(cwd: Path | None = None) -> str:
+def git_dirty() -> str:
     """``true`` when tracked code or params differ from the commit, so the commit alone does not say
     what ran. The pipeline's own committed outputs (``dvc.lock``, metrics, reports) do not count: a run
     rewrites them."""
-    outputs = [f":(exclude){path.as_posix()}" for path in (paths.DVC_LOCK_FILE, paths.METRICS_DIR, paths.REPORTS_DIR)]
-    result = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *outputs],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        return "unknown"
-    return "true" if result.stdout.strip() else "false"
-
-
-def input_hashes(stage: str, dvc_yaml: Path = Path("dvc.yaml"), lock: Path = paths.DVC_LOCK_FILE) -> dict[str, str]:
-    """``dvc.lock`` hashes of the data a stage reads, as recorded when the upstream stages ran."""
-    if not dvc_yaml.exists() or not lock.exists():
-        return {}
-    deps = yaml.safe_load(dvc_yaml.read_text())["stages"].get(stage, {}).get("deps", [])
-    recorded: dict[str, str] = {}
-    for entry in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values():
-        for out in entry.get("outs", []):
-            recorded[out["path"]] = out.get("md5", "")
-    return {dep: recorded[dep] for dep in deps if dep in recorded}
+    dirty = is_dirty(exclude=(paths.DVC_LOCK_FILE, paths.METRICS_DIR, paths.REPORTS_DIR))
+    return "unknown" if dirty is None else str(dirty).lower()
 
 
 def run_tags(stage: str, dataset: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -187,7 +88,7 @@ def run_tags(stage: str, dataset: str, environ: Mapping[str, str] | None = None)
         tags["dvc.exp_name"] = environ["DVC_EXP_NAME"]
     if environ.get("DVC_EXP_BASELINE_REV"):
         tags["dvc.exp_baseline_rev"] = environ["DVC_EXP_BASELINE_REV"]
-    # Set by `python -m stages.sweep` for each trial, so `mlflow ui` filters a study's runs.
+    # Set by `digitflow sweep` for each trial, so `mlflow ui` filters a study's runs.
     if environ.get("DIGITFLOW_SWEEP_STUDY"):
         tags[TAG_PREFIX + "sweep.study"] = environ["DIGITFLOW_SWEEP_STUDY"]
         tags[TAG_PREFIX + "sweep.trial"] = environ.get("DIGITFLOW_SWEEP_TRIAL", "")
@@ -248,26 +149,21 @@ def training_run(
     and a watchdog ends it FAILED if the process is killed outright."""
     import mlflow
 
-    from digitflow.tracking.runs import watchdog as run_watchdog
+    from digitflow.tracking import watchdog
 
     uri = tracking_uri()
     experiment_id = prepare_experiment(experiment, uri)
     with store_errors(uri, "naming the run"):
         name = unique_run_name(mlflow.MlflowClient(uri), experiment_id, run_name)
     tags = {**run_tags(stage, dataset), **(extra_tags or {})}
-    watchdog = None
+    watchdog_process = None
     try:
         with _active_run(uri, stage, experiment, experiment_id=experiment_id, run_name=name, tags=tags) as run:
-            watchdog = run_watchdog.spawn(run.info.run_id, uri)
+            watchdog_process = watchdog.spawn(run.info.run_id, uri)
             yield run
     finally:
-        if watchdog is not None:
-            run_watchdog.release(watchdog)
-
-
-def flatten(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"lr": 0.1}`` -> ``{"prefix.lr": 0.1}``, the form ``mlflow.log_params`` takes."""
-    return {f"{prefix}.{key}": value for key, value in values.items()}
+        if watchdog_process is not None:
+            watchdog.release(watchdog_process)
 
 
 def log_step_metrics(run_id: str, history: list[dict[str, float]], step_key: str = "epoch") -> None:

@@ -1,24 +1,20 @@
-"""What both training stages log to MLflow, so their runs hold the same names side by side."""
+"""The MLflow half of training: what both training stages log (params, fit metrics, confusion matrices,
+datasets, the model with its signature and card), under the same names, so their runs sit side by side."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from digitflow.core import paths
-from digitflow.core.io import atomic_dir, save_arrays, write_json
+from digitflow.core.names import REGISTERED_MODELS, model_title
 from digitflow.core.params import Params
 from digitflow.data.datasets import CLASS_NAMES, N_CLASSES, DatasetMeta
 from digitflow.evaluation.figures import confusion_heatmap
-from digitflow.evaluation.metrics import confusion, summary_metrics
-from digitflow.reporting.report import MODEL_TITLES
-from digitflow.tracking.runs import RunInfo, tracking_uri
-
-# Names in MLflow's model registry, one registered model per trainer.
-REGISTERED_MODELS = {"sklearn": "digitflow-sklearn", "torch": "digitflow-torch"}
+from digitflow.evaluation.metrics import confusion, confusion_record, summary_metrics
+from digitflow.models.card import model_card
+from digitflow.tracking.runs import RunInfo
+from digitflow.tracking.store import tracking_uri
 
 
 def run_params(params: Params, stage: str, meta: DatasetMeta) -> dict[str, Any]:
@@ -40,11 +36,8 @@ def log_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, part: str, m
     import mlflow
 
     matrix = confusion(labels, predicted)
-    mlflow.log_dict(
-        {"labels": list(CLASS_NAMES), "rows": "actual", "columns": "predicted", "matrix": matrix.tolist()},
-        f"{part}_confusion_matrix.json",
-    )
-    figure = confusion_heatmap(matrix, CLASS_NAMES, f"{MODEL_TITLES.get(model_name, model_name)}: {part} set")
+    mlflow.log_dict(confusion_record(matrix), f"{part}_confusion_matrix.json")
+    figure = confusion_heatmap(matrix, CLASS_NAMES, f"{model_title(model_name)}: {part} set")
     mlflow.log_figure(figure, f"{part}_confusion_matrix.png")
     return matrix
 
@@ -62,17 +55,6 @@ def log_training_inputs(dataset: str, train: Any, val: Any) -> None:
 
     mlflow.log_input(dataset_input(train.features, train.labels, dataset, "train"), context="training")
     mlflow.log_input(dataset_input(val.features, val.labels, dataset, "val"), context="validation")
-
-
-def model_card(meta: DatasetMeta) -> dict[str, Any]:
-    """What turns an image file into the model's input: saved beside the model and logged with it."""
-    return {
-        "dataset": meta.dataset,
-        "image_shape": list(meta.image_shape),
-        "pixel_max": meta.pixel_max,
-        "input": f"float32 (n, {meta.image_shape[0] * meta.image_shape[1]}) raw pixels 0..{meta.pixel_max}, ink high",
-        "output": "float64 (n, 10) probabilities of the digits 0..9",
-    }
 
 
 def model_log_args(model_name: str, meta: DatasetMeta, example: np.ndarray, example_proba: np.ndarray) -> dict:
@@ -108,15 +90,3 @@ def registered_run_info(run: Any, logged: Any, model_name: str) -> RunInfo:
         registered_model=REGISTERED_MODELS[model_name],
         model_version=str(logged.registered_model_version),
     )
-
-
-def write_model_dir(
-    model_name: str, save: Callable[[Path], None], coefficients: tuple[np.ndarray, np.ndarray], meta: DatasetMeta
-) -> None:
-    """``models/<model>/``, all or nothing: the model file (``save(path)``), its coefficients for the
-    report's images, and its model card."""
-    coef, intercept = coefficients
-    with atomic_dir(paths.model_dir(model_name)) as out:
-        save(out / paths.model_file(model_name).name)
-        save_arrays(out / paths.coef_file(model_name).name, coef=coef, intercept=intercept)
-        write_json(out / paths.MODEL_CARD_NAME, model_card(meta))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from digitflow.core.params import set_dotted
+from digitflow.core.processes import isolated_env
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -55,21 +59,32 @@ def project_files(root: Path) -> list[str]:
     return [name for name in listing.split("\0") if name and (root / name).is_file()]
 
 
-def _merge(target: dict[str, Any], values: dict[str, Any]) -> None:
+def _dotted(values: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``{"train_torch": {"digits": {"epochs": 5}}}`` -> ``("train_torch.digits.epochs", 5)``."""
     for key, value in values.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
+        if isinstance(value, dict) and value:
+            yield from _dotted(value, f"{prefix}{key}.")
         else:
-            target[key] = value
+            yield f"{prefix}{key}", value
 
 
 def set_params(project: Path, **sections: dict[str, Any]) -> None:
-    """Update sections of a project's params.yaml, as a user editing it would; nested mappings (the
-    per-dataset blocks, ``train_torch={"mnist": {"epochs": 5}}``) are merged key by key."""
+    """Update a project's params.yaml as a user editing it would; nested mappings (the per-dataset
+    blocks, ``train_torch={"mnist": {"epochs": 5}}``) set the keys they name and keep the rest."""
     params_file = project / "params.yaml"
     params = yaml.safe_load(params_file.read_text())
-    _merge(params, sections)
+    for key, value in _dotted(sections):
+        set_dotted(params, key, value)
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def command_env(**extra: str) -> dict[str, str]:
+    """The environment for the project's commands in tests and benchmarks: this interpreter's venv
+    first on PATH, nothing of the caller's MLflow store, DVC run or pytest (``isolated_env``), plus
+    ``extra``."""
+    env = isolated_env(**extra)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
 
 
 def make_project_copy(root: Path, destination: Path, **sections: dict[str, Any]) -> Path:

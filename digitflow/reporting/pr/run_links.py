@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from digitflow.core import paths
-from digitflow.reporting.report import MODEL_TITLES
+from digitflow.core.names import MODEL_NAMES, model_title
 from digitflow.tracking.records import read_run_info
 
 
@@ -28,12 +28,12 @@ def mlflow_runs_section(environ: Mapping[str, str] | None = None, root: Path = P
     if not server.startswith(("http://", "https://")):
         return ""
     rows = []
-    for model in paths.MODEL_NAMES:
+    for model in MODEL_NAMES:
         if not (root / paths.training_record_file(model)).exists():
             continue
         info = read_run_info(model, root)
         run_id = info.run_id
-        title = MODEL_TITLES.get(model, model)
+        title = model_title(model)
         if info.tracking_uri.startswith(("http://", "https://")):
             rows.append(f"| {title} | [`{run_id[:8]}`]({run_url(server, info.experiment_id, run_id)}) |")
         else:

@@ -1,0 +1,49 @@
+"""The few git questions the project asks: run a git command, the commit, whether the tree is dirty.
+
+One wrapper, so every caller gets the same error handling: ``git`` raises with git's own message,
+``try_git`` returns ``None`` where the answer is simply "no" (not a repository, no such revision).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from digitflow.core.errors import DigitflowError
+
+
+class GitError(DigitflowError):
+    """A git command the project relies on failed."""
+
+
+def run_git(args: Sequence[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``git ARGS`` in ``cwd``, its output captured as text; never raises for git's exit status."""
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    """The standard output of ``git ARGS``; a failure raises ``GitError`` with git's message."""
+    result = run_git(args, cwd)
+    if result.returncode != 0:
+        raise GitError(f"`git {' '.join(args)}` failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
+def try_git(*args: str, cwd: Path | None = None) -> str | None:
+    """The stripped output of ``git ARGS``, or ``None`` if git says no (not a repository, no such ref)."""
+    result = run_git(args, cwd)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def commit_id(revision: str = "HEAD", cwd: Path | None = None) -> str | None:
+    """The full commit id of ``revision``, or ``None`` if there is no such commit."""
+    return try_git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}", cwd=cwd) or None
+
+
+def is_dirty(cwd: Path | None = None, exclude: Sequence[Path] = ()) -> bool | None:
+    """Whether tracked files differ from the commit (``exclude``: paths whose changes do not count);
+    ``None`` outside a repository."""
+    pathspec = [".", *(f":(exclude){path.as_posix()}" for path in exclude)]
+    status = try_git("status", "--porcelain", "--untracked-files=no", "--", *pathspec, cwd=cwd)
+    return None if status is None else bool(status)

@@ -1,0 +1,91 @@
+"""The stack's servers as processes: each started in its own process group with a PID file, waited for
+until it answers, and stopped with every worker it started."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from digitflow.core.processes import process_alive
+from digitflow.team.config import StackError
+
+
+def read_pid(pid_file: Path) -> int | None:
+    """The PID in ``pid_file`` if that process is still alive, else None (a stale file is removed)."""
+    if not pid_file.exists():
+        return None
+    pid = int(pid_file.read_text().strip() or 0)
+    if process_alive(pid):
+        return pid
+    pid_file.unlink()
+    return None
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes in process group ``pgid``: a service and every worker it started."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == pgid and fields[0] != "Z":
+                    members.append(int(entry.name))
+    return members
+
+
+def start_process(command: list[str], env: dict[str, str], log_file: Path, pid_file: Path) -> int:
+    """Start a service in its own process group (so it and its workers stop together); record its PID."""
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    pid_file.write_text(f"{process.pid}\n")
+    return process.pid
+
+
+def stop_process(pid_file: Path, timeout: float = 20.0) -> bool:
+    """SIGTERM the process group of the PID in ``pid_file``, wait for all of it, SIGKILL what is left."""
+    pid = read_pid(pid_file)
+    if pid is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while group_members(pid) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.2)
+    if group_members(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        while group_members(pid):
+            _reap(pid)
+            time.sleep(0.1)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    # A service started by this same Python process stays a zombie until it is waited for.
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def wait_until(ready: Callable[[], bool], pid_file: Path, log_file: Path, what: str, timeout: float) -> None:
+    """Poll ``ready()`` until it is true; fail with the log's tail if the process died or time ran out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if read_pid(pid_file) is None:
+            raise StackError(f"{what} exited while starting; the end of {log_file}:\n{tail(log_file)}")
+        time.sleep(0.5)
+    raise StackError(f"{what} did not answer within {timeout:.0f} s; the end of {log_file}:\n{tail(log_file)}")
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
