@@ -1,1 +1,8 @@
-"""TODO core."""
+"""The base layer: what every other layer shares and nothing depends on.
+
+Errors a user can act on, every path (``paths``) and every setting (``params``), atomic file output
+(``io``) and input reading with repair advice (``inputs``), what ``dvc.yaml``/``dvc.lock`` record
+(``dvc_files``), pinned CPU kernels (``determinism``), progress output, the shell every stage and
+command runs in (``shell``), shared names (models, titles, metric directions), git and process helpers.
+Imports no other layer of digitflow, and no heavy library at import time.
+"""

@@ -1,0 +1,53 @@
+"""Each stage's code deps in dvc.yaml are exactly the project modules it can import, so a change to any
+of them re-runs the stage (and nothing else does). Found by a static scan of every import, those inside
+functions included; `python -m tests.support.imports --write` brings dvc.yaml up to date."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.imports import ROOT, closure, code_deps, is_code, stage_module, write_dvc_deps
+
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def declared_code(stage: dict) -> list[str]:
+    return sorted(dep for dep in stage.get("deps", []) if isinstance(dep, str) and is_code(dep))
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_deps_name_every_module_it_imports(name: str) -> None:
+    module = stage_module(STAGES[name]["cmd"])
+    assert module is not None, f"{name}: not a `python -m stages.<name>` command"
+    declared, imported = declared_code(STAGES[name]), code_deps(module)
+    missing = sorted(set(imported) - set(declared))
+    extra = sorted(set(declared) - set(imported))
+    assert not missing, (
+        f"{name} imports {missing}, which its dvc.yaml deps do not name (fix: {__doc__.split('; ')[-1]})"
+    )
+    assert not extra, f"{name} lists {extra} in dvc.yaml but does not import them"
+
+
+def test_imports_inside_functions_count(tmp_path: Path) -> None:
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "digitflow" / "core").mkdir(parents=True)
+    for package in ("stages", "digitflow", "digitflow/core"):
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "digitflow" / "core" / "late.py").write_text("")
+    (tmp_path / "stages" / "late.py").write_text("def main():\n    from digitflow.core import late\n")
+    assert "digitflow.core.late" in closure("stages.late", tmp_path)
+
+
+def test_write_adds_a_missing_module_and_keeps_data_deps_and_comments(tmp_path: Path) -> None:
+    for name in ("dvc.yaml", "stages", "digitflow"):
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
+    dvc_yaml = tmp_path / "dvc.yaml"
+    text = dvc_yaml.read_text()
+    dvc_yaml.write_text(text.replace("    - digitflow/core/shell.py\n", "", 1))
+    assert write_dvc_deps(dvc_yaml) == [next(iter(STAGES))]
+    assert dvc_yaml.read_text() == text
