@@ -92,3 +92,14 @@ def wait_for_json(url: str, process: subprocess.Popen, timeout: float = 120) -> 
             assert process.poll() is None, f"the server exited with {process.returncode}"
             assert time.monotonic() < deadline, f"{url} did not answer in {timeout} s"
             time.sleep(1)
+
+
+E2E_DIR = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e/ runs the real pipeline or real services: marked ``e2e``, so the edit
+    loop's ``pytest -m "not e2e"`` leaves it out."""
+    for item in items:
+        if E2E_DIR in item.path.parents:
+            item.add_marker(pytest.mark.e2e)

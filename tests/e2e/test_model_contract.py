@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import make_project_copy, pipeline_env, run
-from tests.readme import readme_command
 from tests.support.project import set_params
+from tests.support.readme import readme_command
 
 pytestmark = pytest.mark.e2e
 MODELS = ("sklearn", "torch")

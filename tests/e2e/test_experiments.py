@@ -15,7 +15,7 @@ import mlflow
 import pytest
 
 from tests.conftest import pipeline_env, run
-from tests.readme import readme_command
+from tests.support.readme import readme_command
 
 EXPERIMENT = "digitflow"
 

@@ -163,3 +163,11 @@ def test_run_tags(tmp_path: Path, pipeline_files, monkeypatch):
     outside_dvc = run_tags("train", "digits", {})
     assert "dvc.exp_name" not in outside_dvc
     assert "dvc.exp_baseline_rev" not in outside_dvc
+
+
+def test_trial_runs_are_tagged_with_the_study_and_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    tags = run_tags("train_torch", "digits", {"DIGITFLOW_SWEEP_STUDY": "tune", "DIGITFLOW_SWEEP_TRIAL": "3"})
+    assert tags["digitflow.sweep.study"] == "tune"
+    assert tags["digitflow.sweep.trial"] == "3"
+    assert "digitflow.sweep.study" not in run_tags("train_torch", "digits", {})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 SKIPPED_SECTIONS = ("## Set-up",)
 
 

@@ -7,7 +7,7 @@ here until a test runs it (tests take their commands from ``tests.readme.readme_
 
 from __future__ import annotations
 
-from tests.readme import commands_in, readme_commands
+from tests.support.readme import commands_in, readme_commands
 
 CURL_INVOCATION = (
     "curl -s http://127.0.0.1:5001/invocations -H 'Content-Type: application/json' -d '{\"inputs\": [["
@@ -110,7 +110,7 @@ CHECKED_BY = {
     "digitflow sweep --trials 6 -S train_torch.digits.epochs=5": SWEEP_LOCAL,
     "wait": SWEEP_LOCAL,
     SWEEP_EXP_SHOW: "test_sweep.py::test_readme_exp_show_lists_every_trial_with_its_columns",
-    PSQL_SETUP: "test_sweep.py: the postgres_url fixture (tests/services.py readme_database; sudo from .ci/run)",
+    PSQL_SETUP: "test_sweep.py: the postgres_url fixture (tests/support/services.py; sudo from .ci/run)",
     # A placeholder host; the test sets SWEEP_STORAGE to the database the command above made on 127.0.0.1.
     "export SWEEP_STORAGE=postgresql+psycopg2://sweeps:secret@db-host:5432/sweeps": (
         "not run: a placeholder host; " + SWEEP_SHARED + " sets SWEEP_STORAGE to the README's database on 127.0.0.1"

@@ -26,8 +26,8 @@ from digitflow.core import names, paths
 from digitflow.team.config import ARTIFACTS_BUCKET, CONFIG_NAME, StackConfig, load_config, port_is_free
 from digitflow.team.supervisor import group_members, read_pid
 from tests.conftest import PROJECT_ROOT, git, run
-from tests.readme import readme_command
 from tests.support import project as testing
+from tests.support.readme import readme_command
 
 pytestmark = [pytest.mark.team, pytest.mark.e2e]
 

@@ -21,11 +21,11 @@ import yaml
 
 from digitflow.core.determinism import cpu_has_avx2
 from tests.conftest import PROJECT_ROOT, free_port, git, make_project_copy, pipeline_env, run, wait_for_json
-from tests.readme import readme_command
 from tests.support.project import set_params
+from tests.support.readme import readme_command
 
 pytestmark = pytest.mark.e2e
-RENDER_PLOTS = Path(__file__).with_name("render_plots.js")
+RENDER_PLOTS = Path(__file__).resolve().parents[1] / "support" / "render_plots.js"
 
 TRAINING_STAGES = {"train_sklearn": "sklearn", "train_torch": "torch"}
 

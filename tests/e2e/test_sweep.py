@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,25 +18,11 @@ import optuna
 import pytest
 import yaml
 
-from digitflow.sweep.experiments import clear_abandoned
-from digitflow.sweep.space import SweepConfigError, load_config, parse_metric, validate
-from digitflow.tracking.runs import run_tags
-from tests import services
-from tests.conftest import PROJECT_ROOT, git, make_project_copy, pipeline_env, run
-from tests.readme import readme_command, readme_commands
+from tests.conftest import git, make_project_copy, pipeline_env, run
+from tests.support import services
+from tests.support.readme import readme_command, readme_commands
+from tests.support.sweeps import SPACE
 
-# Few epochs and two searched params (one per model, so every trial retrains both): a trial is one
-# `dvc exp run` of train_sklearn, train_torch, evaluate and report; the rest comes from the run-cache.
-SPACE = {
-    "study": "unused",
-    "metric": "torch.val_log_loss",
-    "trials": 1,
-    "space": {
-        "train_torch.lr": {"low": 0.001, "high": 0.1, "log": True},
-        "train_sklearn.C": {"low": 0.01, "high": 100.0, "log": True},
-    },
-    "fixed": {"train_torch.digits.epochs": 5},
-}
 QUICK_HEARTBEAT = ["--heartbeat", "2", "--grace", "8"]
 
 
@@ -121,57 +106,6 @@ def test_a_test_metric_is_refused_before_any_work(tmp_path: Path) -> None:
     assert "Traceback" not in output
     assert not (project / "optuna.db").exists()
     assert experiments(project) == {}
-
-
-def test_space_values_are_checked_against_params_yaml(tmp_path: Path) -> None:
-    space = {
-        **SPACE,
-        "space": {"train_torch.lr": {"low": 0, "high": 1}, "train_torch.optimizer": {"choices": ["adam", "rmsprop"]}},
-    }
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
-    config = load_config(tmp_path / "space.yaml")
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    with pytest.raises(SweepConfigError) as error:
-        validate(config, params)
-    message = str(error.value)
-    assert "train_torch.lr: 0 is not accepted" in message
-    assert "train_torch.optimizer: 'rmsprop' is not accepted" in message
-    assert parse_metric("sklearn.val_accuracy").direction == "maximize"
-    assert parse_metric("torch.val_log_loss").direction == "minimize"
-
-
-def test_trial_runs_are_tagged_with_the_study_and_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    tags = run_tags("train_torch", "digits", {"DIGITFLOW_SWEEP_STUDY": "tune", "DIGITFLOW_SWEEP_TRIAL": "3"})
-    assert tags["digitflow.sweep.study"] == "tune"
-    assert tags["digitflow.sweep.trial"] == "3"
-    assert "digitflow.sweep.study" not in run_tags("train_torch", "digits", {})
-
-
-def abandoned_copy(root: Path, name: str, pid: int) -> Path:
-    """What a `dvc exp run --temp` killed mid-run leaves: its info file and its temporary copy."""
-    temp = root / ".dvc/tmp/exps/standalone" / f"tmp-{name}"
-    (temp / ".dvc/tmp").mkdir(parents=True)
-    (temp / ".dvc/tmp/lock").write_text(f" {pid}\n")
-    info = {"location": "tempdir", "root_dir": str(temp), "name": name, "status": 1}
-    for folder in (root / ".dvc/tmp/exps/run" / name, root / ".dvc/tmp/exps/standalone/run" / name):
-        folder.mkdir(parents=True)
-        (folder / f"{name}.run").write_text(json.dumps(info))
-    return temp
-
-
-def test_only_dead_copies_of_failed_trials_are_cleared(tmp_path: Path) -> None:
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    killed = abandoned_copy(tmp_path, "s-1", dead.pid)
-    alive = abandoned_copy(tmp_path, "s-2", os.getpid())  # failed in the study, but its dvc still runs
-    other = abandoned_copy(tmp_path, "s-3", dead.pid)  # not a failed trial
-    assert clear_abandoned(tmp_path, {"s-1", "s-2"}) == ["s-1"]
-    assert not killed.exists()
-    assert not (tmp_path / ".dvc/tmp/exps/run/s-1").exists()
-    assert not (tmp_path / ".dvc/tmp/exps/standalone/run/s-1").exists()
-    assert alive.exists()
-    assert other.exists()
 
 
 # --- one machine: SQLite storage, two workers: the README's commands as written ------------------------

@@ -15,7 +15,7 @@ import yaml
 from digitflow.core.paths import PR_COMMENT_FILE
 from digitflow.reporting.pr.build import WATERMARK_TITLE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS_DIR = ROOT / ".github" / "workflows"
 PR_REPORT = WORKFLOWS_DIR / "pr-report.yml"
 WORKFLOWS = sorted(WORKFLOWS_DIR.glob("*.yml"))
