@@ -306,6 +306,22 @@ def test_second_repro_runs_nothing(digits_project: Path) -> None:
     assert "Data and pipelines are up to date" in result.stdout
 
 
+def test_readme_experiment_reruns_only_the_stages_that_read_the_setting(digits_project: Path, tmp_path: Path) -> None:
+    """The tour's experiment, as written, in a copy of the reproduced project (it changes the workspace):
+    only validate (any params.yaml edit), train_sklearn, evaluate and report run, and `dvc exp show` lists it with its C and accuracies."""
+    project = shutil.copytree(digits_project, tmp_path / "project", symlinks=True)
+    result = run(project, "bash", "-c", readme_command("dvc exp run -S train_sklearn.C=0.5"))
+    assert stages_run(result.stdout) == ["validate", "train_sklearn", "evaluate", "report"]
+    show = readme_command("dvc exp show --keep 'Experiment|(sklearn|torch)\\.test_accuracy|train_sklearn")
+    table = run(project, "bash", "-c", show, COLUMNS="250").stdout
+    header = next(line for line in table.splitlines() if "Experiment" in line).split()
+    assert sorted(header) == ["Experiment", "sklearn.test_accuracy", "torch.test_accuracy", "train_sklearn.C"], table
+    rows = [dict(zip(header[1:], line.split()[3:], strict=True)) for line in table.splitlines()
+            if re.match(r"\s*[├└]── ", line)]  # fmt: skip
+    assert [row["train_sklearn.C"] for row in rows] == ["0.5"], table
+    assert float(rows[0]["sklearn.test_accuracy"]) == read_metrics(project)["sklearn"]["test_accuracy"]
+
+
 def test_torch_param_change_reruns_only_downstream(digits_project: Path) -> None:
     before = read_metrics(digits_project)
     set_params(digits_project, train_torch={"digits": {"epochs": 40}})

@@ -4,13 +4,14 @@ functions included; `python -m tests.support.imports --write` brings dvc.yaml up
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.support.imports import ROOT, closure, code_deps, is_code, stage_module, write_dvc_deps
+from tests.conftest import run
+from tests.support.imports import ROOT, closure, code_deps, is_code, stage_module
+from tests.support.readme import readme_command
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
@@ -42,12 +43,13 @@ def test_imports_inside_functions_count(tmp_path: Path) -> None:
     assert "digitflow.core.late" in closure("stages.late", tmp_path)
 
 
-def test_write_adds_a_missing_module_and_keeps_data_deps_and_comments(tmp_path: Path) -> None:
-    for name in ("dvc.yaml", "stages", "digitflow"):
-        source = ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
-    dvc_yaml = tmp_path / "dvc.yaml"
+def test_documented_fix_restores_a_dropped_module_and_keeps_everything_else(project_copy: Path) -> None:
+    """docs/development.md's command, as written, in a copy of the project: it puts back a code dep that
+    was dropped, and nothing else of dvc.yaml (data deps, params, outs, comments) changes."""
+    command = readme_command("python -m tests.support.imports --write")
+    dvc_yaml = project_copy / "dvc.yaml"
     text = dvc_yaml.read_text()
+    assert run(project_copy, "bash", "-c", command).stdout.strip() == "updated: nothing"
     dvc_yaml.write_text(text.replace("    - digitflow/core/shell.py\n", "", 1))
-    assert write_dvc_deps(dvc_yaml) == [next(iter(STAGES))]
+    assert run(project_copy, "bash", "-c", command).stdout.strip() == f"updated: {next(iter(STAGES))}"
     assert dvc_yaml.read_text() == text

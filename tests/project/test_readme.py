@@ -1,11 +1,16 @@
-"""Every command in the README (set-up aside) is run by a test, exactly as written, or says why not.
+"""Every command in the README (set-up aside) and in docs/ is run by a test, exactly as written, or says
+why not.
 
-The list below maps each command to the test that runs it and checks what the README says it shows.
-It must equal the README's commands: a command added to, changed in or removed from the README fails
-here until a test runs it (tests take their commands from ``tests.readme.readme_command``).
+The list below maps each command to the test that runs it and checks what the page says it shows. It
+must equal the pages' commands: a command added to, changed in or removed from a page fails here until a
+test runs it (tests take their commands from ``tests.support.readme.readme_command``), and each test it
+names must exist.
 """
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 from tests.support.readme import commands_in, readme_commands
 
@@ -22,6 +27,7 @@ SWEEP_EXP_SHOW = (
     "dvc exp show --keep 'Experiment|metrics/train_torch\\.json:val_log_loss|(sklearn|torch)\\.test_accuracy' "
     "--keep 'train_torch\\.(lr|optimizer|digits\\.batch_size|digits\\.weight_decay)$|train_sklearn\\.C$' --drop '.*'"
 )
+EXPERIMENT = "test_pipeline.py::test_readme_experiment_reruns_only_the_stages_that_read_the_setting"
 MODEL = "test_model_contract.py::"
 TEAM = "test_team.py::"
 TEAM_RUN = "test_team.py: the team_project fixture (these three lines in one shell; runs reach the server)"
@@ -38,6 +44,15 @@ CHECKED_BY = {
     "digitflow offline-plots": "test_pipeline.py::test_readme_offline_plots",
     "dvc plots show --html-template .dvc/tmp/plots-offline.html": "test_pipeline.py::test_readme_offline_plots",
     "dvc exp run -S data.dataset=mnist": "test_pipeline.py::test_mnist_end_to_end_from_a_local_mirror",
+    "dvc exp run -S train_sklearn.C=0.5": EXPERIMENT,
+    "dvc exp show --keep 'Experiment|(sklearn|torch)\\.test_accuracy|train_sklearn\\.C$' --drop '.*'": EXPERIMENT,
+    "digitflow ui": "test_pipeline.py::test_digitflow_ui_opens_the_model_training_comparison",
+    "python -m tests.support.imports --write": (
+        "test_dvc_deps.py::test_documented_fix_restores_a_dropped_module_and_keeps_everything_else"
+    ),
+    # The test commands themselves: a test does not run the suite it is part of.
+    'pytest -m "not e2e"': "not run by a test: the edit loop (a subset of what .ci/run runs)",
+    "pytest": "not run by a test: .ci/run, the README's test command",
     # A placeholder path: the MNIST test runs the same command with the variable set to its local mirror.
     "DIGITFLOW_MNIST_MIRRORS=/path/to/folder dvc exp run -S data.dataset=mnist": (
         "test_pipeline.py::test_mnist_end_to_end_from_a_local_mirror (DIGITFLOW_MNIST_MIRRORS set to the mirror)"
@@ -127,6 +142,16 @@ def test_every_readme_command_is_checked() -> None:
     commands = readme_commands()
     assert [c for c in commands if c not in CHECKED_BY] == [], "README commands no test runs"
     assert [c for c in CHECKED_BY if c not in commands] == [], "commands checked here but gone from the README"
+
+
+def test_every_named_test_exists() -> None:
+    tests = {path.name: path.read_text() for path in (Path(__file__).resolve().parents[1]).rglob("test_*.py")}
+    missing = []
+    for where in CHECKED_BY.values():
+        for file, name in re.findall(r"(test_\w+\.py)::(\w+)", where):
+            if file not in tests or f"def {name}(" not in tests[file]:
+                missing.append(f"{file}::{name}")
+    assert missing == [], "tests named in CHECKED_BY that do not exist"
 
 
 def test_commands_are_read_as_a_shell_would() -> None:

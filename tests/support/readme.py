@@ -1,16 +1,17 @@
-"""The README's shell commands, as written, for the tests that run them.
+"""The shell commands of the README and of every page in docs/, as written, for the tests that run them.
 
-Every fenced ``bash`` block of README.md outside its Set-up section is split into commands: a line
-ending in a backslash continues on the next, and a ``#`` after a space, outside quotes, starts a
-comment. ``tests/test_readme.py`` checks that each command is run by some test (or says why not);
-the tests that run one take it from here with ``readme_command``, so a README edit reaches them.
+Every fenced ``bash`` block of those pages (the README's Set-up section aside) is split into commands: a
+line ending in a backslash continues on the next, and a ``#`` after a space, outside quotes, starts a
+comment. ``tests/project/test_readme.py`` checks that each command is run by some test (or says why not);
+the tests that run one take it from here with ``readme_command``, so an edit of a page reaches them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
 SKIPPED_SECTIONS = ("## Set-up",)
 
 
@@ -51,8 +52,17 @@ def commands_in(markdown: str) -> list[str]:
     return commands
 
 
+def documented_pages() -> list[Path]:
+    """The README and every page in docs/: what a user reads and copies commands from."""
+    return [README, *sorted((ROOT / "docs").glob("*.md"))]
+
+
 def readme_commands() -> list[str]:
-    return commands_in(README.read_text())
+    """Every command of every documented page, in page order, once each."""
+    commands: list[str] = []
+    for page in documented_pages():
+        commands += [command for command in commands_in(page.read_text()) if command not in commands]
+    return commands
 
 
 def readme_command(start: str) -> str:
