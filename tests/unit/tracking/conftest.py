@@ -27,7 +27,7 @@ EXPERIMENT = "unit-tests"
 @pytest.fixture(scope="session")
 def empty_store_file(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated MLflow SQLite database with no runs (the ``Default`` experiment only)."""
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # absent under `-p no:cacheprovider`
     folder = cache.mkdir("mlflow-empty-store") if cache is not None else tmp_path_factory.mktemp("mlflow-store")
     template = folder / f"mlflow-{mlflow.__version__}.db"
     with FileLock(str(template) + ".lock"):
