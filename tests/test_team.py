@@ -256,7 +256,8 @@ def test_pr_comment_links_each_model_run_on_the_server(stack: Stack, team_projec
     client = stack.client(stack.alice)
     for run_id in run_ids(team_project).values():
         experiment_id = client.get_run(run_id).info.experiment_id
-        assert f"({stack.config.mlflow_url}/#/experiments/{experiment_id}/runs/{run_id})" in comment
+        page = f"{stack.config.mlflow_url}/#/experiments/{experiment_id}/runs/{run_id}"
+        assert f"({page}?workflowType=machine_learning)" in comment
 
 
 def test_stack_restarts_with_its_data_and_stops_with_no_process_left(stack: Stack, team_project: Path) -> None:
