@@ -1,8 +1,9 @@
-"""``digitflow`` commands for using the trained models: promote, serve, predict.
+"""``digitflow`` commands for using the trained models (promote, serve, predict) and comparing them (ui).
 
     digitflow promote torch [--metric test_accuracy] [--version N] [--force]
     digitflow serve torch [--port 5001]          # REST: mlflow models serve of @champion, on 127.0.0.1
     digitflow predict photo.png scan.jpg [--model torch] [--source models|champion]
+    digitflow ui [--port N] [--no-browser] [--study NAME]   # mlflow ui on the models' comparison
 
 They use the same MLflow store as the pipeline (``mlflow.db`` at the repository root, or
 ``MLFLOW_TRACKING_URI``).
@@ -81,6 +82,12 @@ def _predict(args: argparse.Namespace) -> None:
         print(f"{file}: {digit} (probability {row[digit]:.3f})")
 
 
+def _ui(args: argparse.Namespace) -> None:
+    from digitflow.ui import main
+
+    main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="digitflow", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="models: the pipeline's models/ folder; champion: the registry's @champion",
     )  # fmt: skip
     predict.set_defaults(handler=_predict)
+
+    ui = commands.add_parser("ui", help="open mlflow ui on the comparison of the models (runs and charts)")
+    ui.add_argument("--port", type=int, help="port of the local mlflow ui (default: 5000, or a free one)")
+    ui.add_argument("--no-browser", dest="browser", action="store_false", help="print the addresses only")
+    ui.add_argument("--study", help="a sweep's trials (python -m stages.sweep --study NAME) instead")
+    ui.set_defaults(handler=_ui)
     return parser
 
 
