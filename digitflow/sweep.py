@@ -238,8 +238,32 @@ def quiet_optuna() -> Iterator[None]:
         optuna.logging.set_verbosity(verbosity)
 
 
-def summary(study: Any, config: SweepConfig, metric: Metric, storage_option: str = "") -> str:
-    """The best trial, its params, its (reported, not optimised) test metric and how to apply it."""
+def mlflow_comparison(config: SweepConfig, metric: Metric) -> str:
+    """Where to compare the study's trials in MLflow: ``digitflow ui --study NAME`` for the local store, the
+    address of the study's view on a server (see ``digitflow.ui.study_runs_link``, which saves the view)."""
+    from digitflow.errors import DigitflowError
+    from digitflow.ui import study_runs_link
+
+    def logged_names(keys: list[str]) -> tuple[str, ...]:  # params.yaml key -> the run's param (its last part)
+        return tuple(dict.fromkeys(key.rsplit(".", 1)[-1] for key in keys))
+
+    searched = list(config.space)
+    optimised = [key for key in searched if key.startswith(f"train_{metric.model}.")]
+    try:
+        return study_runs_link(
+            config.study,
+            metric.val_key,
+            metric.direction == "minimize",
+            logged_names(searched),
+            logged_names(optimised),
+        )
+    except DigitflowError as exc:
+        return f"(not available: {exc})"
+
+
+def summary(study: Any, config: SweepConfig, metric: Metric, storage_option: str = "", compare: str = "") -> str:
+    """The best trial, its params, its (reported, not optimised) test metric, where to compare the trials
+    (``compare``, from ``mlflow_comparison``) and how to apply it."""
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(_counts(study).items()))
     lines = [f"study {study.study_name}: {counts}; optimising {metric} ({metric.direction})"]
     try:
@@ -253,6 +277,7 @@ def summary(study: Any, config: SweepConfig, metric: Metric, storage_option: str
         f"  {metric}: {best.value:.6f}",
         f"  {metric.model}.{metric.test_key}: {best.user_attrs.get(metric.test_key)} (reported, not used to choose)",
         *(f"  {key}: {value}" for key, value in best.params.items()),
+        *([f"compare the trials' MLflow runs: {compare}"] if compare else []),
         "apply it:",
         f"  dvc exp apply {name}          # on the machine that ran it, or after `dvc exp pull <remote> {name}`",
         f"  python -m stages.sweep --study {study.study_name}{storage_option} --apply   # writes them to params.yaml",

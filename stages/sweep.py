@@ -24,6 +24,7 @@ from digitflow.sweep import (
     Settings,
     apply_best,
     default_storage,
+    mlflow_comparison,
     open_study,
     quiet_optuna,
     redacted,
@@ -79,7 +80,8 @@ def main(args: argparse.Namespace) -> None:
         work(study, config, metric, settings, root)
         if args.plot:
             write_history_plot(study, args.plot)
-    print(summary(study, config, metric, f" --storage {redacted(args.storage)}" if args.storage else ""))
+    storage_option = f" --storage {redacted(args.storage)}" if args.storage else ""
+    print(summary(study, config, metric, storage_option, mlflow_comparison(config, metric)))
 
 
 def write_history_plot(study: object, path: Path) -> None:
