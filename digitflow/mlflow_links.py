@@ -33,6 +33,7 @@ CHARTS = {"compareRunsMode": "CHART"}
 # What tells the two models apart, in the order the table shows it: test first, then validation.
 COMPARED_METRICS = ("test_accuracy", "test_log_loss", "val_accuracy", "val_log_loss")
 STUDY_TAG = "digitflow.sweep.study"
+MODEL_TAG = "digitflow.model"
 
 
 def column(kind: str, key: str) -> str:
@@ -43,8 +44,8 @@ def column(kind: str, key: str) -> str:
 @dataclass(frozen=True)
 class RunsView:
     """A saved view of an experiment's runs: which runs (an MLflow search filter), sorted by which metric,
-    with which metric and param columns. Its charts: a bar chart per metric and, with ``chart_params`` (a
-    sweep's searched params of the model it optimises), their parallel coordinates against the sort metric."""
+    with which metric and param columns. Its charts: a bar chart per metric and, with params (a sweep's),
+    their parallel coordinates against the sort metric."""
 
     id: str
     name: str
@@ -53,7 +54,6 @@ class RunsView:
     metrics: tuple[str, ...] = COMPARED_METRICS
     params: tuple[str, ...] = ()
     search_filter: str = ""
-    chart_params: tuple[str, ...] = ()
 
     @property
     def tag(self) -> str:
@@ -66,9 +66,9 @@ class RunsView:
             _chart(f"{self.id}-{metric}", "BAR", section, metricKey=metric, displayName=metric)
             for metric in self.metrics
         ]
-        if self.chart_params:
+        if self.params:
             parallel = _chart(
-                f"{self.id}-parallel", "PARALLEL", section, selectedParams=list(self.chart_params),
+                f"{self.id}-parallel", "PARALLEL", section, selectedParams=list(self.params),
                 selectedMetrics=[self.order_by], showAllRuns=True, runsCountToCompare=100,
             )  # fmt: skip
             charts.insert(0, parallel)
@@ -118,30 +118,23 @@ COMPARISON = RunsView(
 )
 
 
-def study_filter(study: str) -> str:
-    return f"tags.`{STUDY_TAG}` = '{study}'"
-
-
 def study_view(
-    study: str,
-    metric: str = "val_log_loss",
-    ascending: bool = True,
+    study: str, model: str | None = None, metric: str = "val_log_loss", ascending: bool = True,
     params: tuple[str, ...] = (),
-    chart_params: tuple[str, ...] = (),
-) -> RunsView:
-    """A sweep's trials: its runs only, best first by the validation metric it optimised, with its test twin
-    (reported, not used to choose), the other compared metrics and the searched params."""
+) -> RunsView:  # fmt: skip
+    """A sweep's trials: the study's runs of the model whose validation ``metric`` it optimised (all its runs
+    without ``model``), best first, with the metric's test twin (reported, not used to choose), the other
+    compared metrics and the model's searched ``params``."""
     twin = "test_" + metric.removeprefix("val_")
-    metrics = tuple(dict.fromkeys([metric, twin, *COMPARED_METRICS]))
+    search = f"tags.`{STUDY_TAG}` = '{study}'" + (f" and tags.`{MODEL_TAG}` = '{model}'" if model else "")
     return RunsView(
         id=f"digitflow-sweep-{study}",
-        name=f"digitflow: sweep {study} by {metric}",
+        name=f"digitflow: sweep {study}, {model + ' runs' if model else 'runs'} by {metric}",
         order_by=metric,
         ascending=ascending,
-        metrics=metrics,
+        metrics=tuple(dict.fromkeys([metric, twin, *COMPARED_METRICS])),
         params=params,
-        search_filter=study_filter(study),
-        chart_params=chart_params,
+        search_filter=search,
     )
 
 

@@ -240,23 +240,16 @@ def quiet_optuna() -> Iterator[None]:
 
 def mlflow_comparison(config: SweepConfig, metric: Metric) -> str:
     """Where to compare the study's trials in MLflow: ``digitflow ui --study NAME`` for the local store, the
-    address of the study's view on a server (see ``digitflow.ui.study_runs_link``, which saves the view)."""
+    address of the study's view on a server (``digitflow.ui.study_runs_link`` saves the view: the optimised
+    model's runs, ranked by the objective, with that model's searched params)."""
     from digitflow.errors import DigitflowError
     from digitflow.ui import study_runs_link
 
-    def logged_names(keys: list[str]) -> tuple[str, ...]:  # params.yaml key -> the run's param (its last part)
-        return tuple(dict.fromkeys(key.rsplit(".", 1)[-1] for key in keys))
-
-    searched = list(config.space)
-    optimised = [key for key in searched if key.startswith(f"train_{metric.model}.")]
+    # The optimised model's params.yaml keys -> its run's params: train_torch.digits.batch_size -> batch_size
+    prefix = f"train_{metric.model}."
+    params = tuple(dict.fromkeys(key.rsplit(".", 1)[-1] for key in config.space if key.startswith(prefix)))
     try:
-        return study_runs_link(
-            config.study,
-            metric.val_key,
-            metric.direction == "minimize",
-            logged_names(searched),
-            logged_names(optimised),
-        )
+        return study_runs_link(config.study, metric.model, metric.val_key, metric.direction == "minimize", params)
     except DigitflowError as exc:
         return f"(not available: {exc})"
 

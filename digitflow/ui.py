@@ -78,6 +78,17 @@ def _number(value: Any) -> str:
     return "-" if value is None or value != value else f"{value:.4f}"  # NaN: the run has no such metric
 
 
+def _param(value: Any) -> str:
+    """A param as logged, real numbers to 4 significant digits (a sweep's lr 0.010642226760112145: 0.01064)."""
+    if not isinstance(value, str):
+        return "-"  # the run has no such param
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if value.lstrip("-").isdigit() else f"{number:.4g}"
+
+
 def comparison_table(experiment_id: str, view: RunsView, rows: int = TABLE_ROWS) -> str:
     """The view's runs as the UI sorts them: run, model, dataset, then its metric and param columns."""
     import mlflow
@@ -97,7 +108,7 @@ def comparison_table(experiment_id: str, view: RunsView, rows: int = TABLE_ROWS)
     for metric in view.metrics:
         table[metric] = shown.reindex(columns=[f"metrics.{metric}"]).iloc[:, 0].map(_number)
     for param in view.params:
-        table[param] = shown.reindex(columns=[f"params.{param}"]).iloc[:, 0]
+        table[param] = shown.reindex(columns=[f"params.{param}"]).iloc[:, 0].map(_param)
     table = table.fillna("-").astype(str)
     widths = {name: max(len(name), table[name].str.len().max()) for name in table.columns}
     flush_left = {name: lambda text, width=width: text.ljust(width) for name, width in widths.items()}
@@ -190,9 +201,7 @@ def show(server: str, experiment: Any, view: RunsView, saved: bool, browser: boo
         webbrowser.open(table_url, new=2)
 
 
-def study_runs_link(
-    study: str, metric: str, ascending: bool, params: tuple[str, ...], chart_params: tuple[str, ...]
-) -> str:
+def study_runs_link(study: str, model: str, metric: str, ascending: bool, params: tuple[str, ...]) -> str:
     """Where to compare a sweep's trials, for its summary: saves the study's view, then gives its address on
     a server, or the ``digitflow ui --study`` command that serves a local store and opens it."""
     from digitflow.params import load_params
@@ -200,7 +209,7 @@ def study_runs_link(
 
     uri = tracking_uri()
     experiment = open_experiment(uri, load_params().tracking.experiment)
-    view = study_view(study, metric, ascending, params, chart_params)
+    view = study_view(study, model, metric, ascending, params)
     saved = try_save_view(uri, experiment, view)
     return runs_url(uri, experiment.experiment_id, view, saved) if is_server(uri) else f"digitflow ui --study {study}"
 

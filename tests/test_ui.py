@@ -45,7 +45,7 @@ def test_the_comparison_address_opens_the_saved_view_in_model_training() -> None
 
 
 def test_without_a_saved_view_the_address_filters_and_sorts_itself() -> None:
-    view = study_view("digits-tune", "val_accuracy", ascending=False)
+    view = study_view("digits-tune", metric="val_accuracy", ascending=False)
     route, parameters = query(runs_url(SERVER, "3", view, saved=False))
     assert route == "/experiments/3/runs"
     assert parameters == {
@@ -75,28 +75,29 @@ def test_the_comparison_view_sorts_by_test_accuracy_and_shows_the_four_metrics()
     assert not any(c["isGenerated"] for c in charts)  # generated charts are the UI's to rebuild
 
 
-def test_a_study_view_filters_sorts_by_its_metric_and_charts_the_searched_params() -> None:
-    view = study_view("s-1.b", "val_log_loss", True, ("lr", "C"), ("lr",))
+def test_a_study_view_ranks_the_optimised_models_runs_and_charts_its_params() -> None:
+    view = study_view("s-1.b", "torch", "val_log_loss", True, ("lr", "batch_size"))
     state = view.state()
-    assert state["searchFilter"] == "tags.`digitflow.sweep.study` = 's-1.b'"
+    assert state["searchFilter"] == "tags.`digitflow.sweep.study` = 's-1.b' and tags.`digitflow.model` = 'torch'"
     assert (state["orderByKey"], state["orderByAsc"]) == ("metrics.`val_log_loss`", True)
     assert state["selectedColumns"][:2] == ["metrics.`val_log_loss`", "metrics.`test_log_loss`"]
-    assert state["selectedColumns"][-2:] == ["params.`lr`", "params.`C`"]
+    assert state["selectedColumns"][-2:] == ["params.`lr`", "params.`batch_size`"]
     parallel = state["compareRunCharts"][0]
     assert (parallel["type"], parallel["selectedParams"], parallel["selectedMetrics"]) == (
-        "PARALLEL", ["lr"], ["val_log_loss"]
+        "PARALLEL", ["lr", "batch_size"], ["val_log_loss"]
     )  # fmt: skip
     assert view.tag == "mlflow.sharedViewState.digitflow-sweep-s-1.b"
+    assert study_view("s").search_filter == "tags.`digitflow.sweep.study` = 's'"  # no model: both models' runs
 
 
 def test_a_stored_view_reads_back_as_written() -> None:
-    view = study_view("digits-tune", "val_accuracy", False, ("lr", "batch_size"), ("lr",))
+    view = study_view("digits-tune", "torch", "val_accuracy", False, ("lr", "batch_size"))
     envelope = json.loads(view.tag_value(created_ms=5))
     assert set(envelope) == {"name", "createdAt", "updatedAt", "state"}  # the UI's saved-view envelope
     assert envelope["createdAt"] == 5
     assert isinstance(envelope["state"], str)  # the state is JSON in a string, as the UI stores it
     back = RunsView.from_tag(view.tag, view.tag_value())
-    assert back == RunsView(**{**view.__dict__, "chart_params": ()})
+    assert back == view
     assert RunsView.from_tag(COMPARISON.tag, COMPARISON.tag_value()) == COMPARISON
 
 
@@ -155,7 +156,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log_run(client, experiment_id, "torch-digits-broken", "torch")  # killed before it logged anything
     for trial, loss in enumerate([0.3, 0.1]):
         log_run(client, experiment_id, f"torch-digits-tune-{trial}", "torch", val_log_loss=loss, test_log_loss=loss,
-                lr=str(0.1 / (trial + 1)), **{"digitflow.sweep.study": "tune"})  # fmt: skip
+                lr=str(0.1 / (trial + 3)), **{"digitflow.sweep.study": "tune"})  # fmt: skip
+    log_run(client, experiment_id, "sklearn-digits-tune-0", "sklearn", val_log_loss=0.05, C="0.5",
+            **{"digitflow.sweep.study": "tune"})  # the study's other model: not what it optimised  # fmt: skip
     mlflow.set_tracking_uri(uri)
     yield experiment_id
     mlflow.set_tracking_uri(None)
@@ -173,13 +176,13 @@ def test_the_table_lists_runs_best_test_accuracy_first(store: str) -> None:
     # Runs without the metric come last, with "-" where a value is missing.
     assert {tuple(row[:3]) for row in table[3:]} == {
         ("torch-digits-broken", "torch", "digits"), ("torch-digits-tune-0", "torch", "digits"),
-        ("torch-digits-tune-1", "torch", "digits"),
+        ("torch-digits-tune-1", "torch", "digits"), ("sklearn-digits-tune-0", "sklearn", "digits"),
     }  # fmt: skip
     assert ["-", "-", "-", "-"] in [row[3:] for row in table[3:]]
 
 
 def test_the_table_of_a_study_shows_its_runs_by_its_metric_with_the_params(store: str) -> None:
-    view = study_view("tune", "val_log_loss", True, ("lr",))
+    view = study_view("tune", "torch", "val_log_loss", True, ("lr",))
     table = rows(comparison_table(store, view))
     assert table[0] == [
         "run",
@@ -192,7 +195,8 @@ def test_the_table_of_a_study_shows_its_runs_by_its_metric_with_the_params(store
         "lr",
     ]
     assert [row[0] for row in table[1:]] == ["torch-digits-tune-1", "torch-digits-tune-0"]
-    assert table[1][3:] == ["0.1000", "0.1000", "-", "-", "0.05"]
+    assert table[1][3:] == ["0.1000", "0.1000", "-", "-", "0.025"]
+    assert table[2][-1] == "0.03333"  # 0.03333333333333333 as logged, to 4 significant digits
     assert comparison_table(store, study_view("nothing")) == "no runs match tags.`digitflow.sweep.study` = 'nothing'"
 
 
