@@ -42,7 +42,8 @@ CHECKED_BY = {
     "DIGITFLOW_MNIST_MIRRORS=/path/to/folder dvc exp run -S data.dataset=mnist": (
         "test_pipeline.py::test_mnist_end_to_end_from_a_local_mirror (DIGITFLOW_MNIST_MIRRORS set to the mirror)"
     ),
-    "mlflow ui --backend-store-uri sqlite:///mlflow.db": "test_pipeline.py::test_readme_mlflow_ui",
+    # Run with DISPLAY unset (no browser opens), stopped with Ctrl-C; headless Chromium opens what it prints.
+    "digitflow ui": "test_pipeline.py::test_digitflow_ui_opens_the_comparison_in_a_browser",
     "python -m stages.pr_report --base main": "test_pr_report.py::test_weaker_model_fails_the_gate_with_a_full_comment",
     "dvc exp run --queue -S 'train_torch.lr=0.001,0.01' -S 'train_sklearn.C=0.1,10'": (
         "test_experiments.py::test_queued_experiments_land_in_the_repository_store"
@@ -110,6 +111,7 @@ CHECKED_BY = {
     "python -m stages.sweep --trials 6 -S train_torch.digits.epochs=5": SWEEP_LOCAL,
     "wait": SWEEP_LOCAL,
     SWEEP_EXP_SHOW: "test_sweep.py::test_readme_exp_show_lists_every_trial_with_its_columns",
+    "digitflow ui --study digits-tune": "test_sweep.py::test_digitflow_ui_shows_the_study_trials_best_first",
     PSQL_SETUP: "test_sweep.py: the postgres_url fixture (tests/services.py readme_database; sudo from .ci/run)",
     # A placeholder host; the test sets SWEEP_STORAGE to the database the command above made on 127.0.0.1.
     "export SWEEP_STORAGE=postgresql+psycopg2://sweeps:secret@db-host:5432/sweeps": (
