@@ -3,12 +3,8 @@ mirror of MNIST on 127.0.0.1 serving ``../shared/data/mnist`` (the four original
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,26 +68,6 @@ def mnist_mirror(shared_mnist: Path) -> Iterator[str]:
     """A real HTTP mirror of MNIST on 127.0.0.1, serving the shared files."""
     with serve_folder(shared_mnist) as url:
         yield url
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_json(url: str, process: subprocess.Popen, timeout: float = 120) -> dict:
-    """GET ``url`` until the server started as ``process`` answers with JSON (or dies, or time runs out)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return json.loads(response.read())
-        except OSError:
-            assert process.poll() is None, f"the server exited with {process.returncode}"
-            assert time.monotonic() < deadline, f"{url} did not answer in {timeout} s"
-            time.sleep(1)
 
 
 E2E_DIR = Path(__file__).resolve().parent / "e2e"

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -20,7 +14,9 @@ import pytest
 import yaml
 
 from digitflow.core.determinism import cpu_has_avx2
-from tests.conftest import PROJECT_ROOT, free_port, git, make_project_copy, pipeline_env, run, wait_for_json
+from digitflow.tracking.links import COMPARED_METRICS, COMPARISON, view_is_current
+from tests.conftest import PROJECT_ROOT, git, make_project_copy, run
+from tests.support import browser
 from tests.support.project import set_params
 from tests.support.readme import readme_command
 
@@ -125,6 +121,7 @@ def test_digits_runs_are_tracked_one_per_model(digits_project: Path) -> None:
         assert tracked.data.tags["digitflow.git_dirty"] == "false"
     experiment = client.get_experiment(torch_run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert view_is_current(COMPARISON, experiment.tags)  # the UI's saved view that `digitflow ui` opens
     assert by_stage["train_sklearn"].data.params["C"] == "1.0"
     logged = client.search_logged_models(experiment_ids=[torch_run.info.experiment_id])
     assert {m.source_run_id for m in logged} == {r.info.run_id for r in runs}
@@ -267,37 +264,58 @@ def test_readme_offline_plots(digits_project: Path) -> None:
     )
 
 
-def test_readme_mlflow_ui(digits_project: Path) -> None:
-    """`mlflow ui` as written serves the project's store on 127.0.0.1:5000, with both training runs."""
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", 5000)) == 0:
-            pytest.skip("port 5000 is taken on this machine")
-    server = subprocess.Popen(
-        ["bash", "-c", f"exec {readme_command('mlflow ui')}"],
-        cwd=digits_project,
-        env=pipeline_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = "http://127.0.0.1:5000/ajax-api/2.0/mlflow/runs/search"
-        body = json.dumps({"experiment_ids": [mlflow_runs(digits_project)[0].info.experiment_id]}).encode()
-        deadline = time.time() + 180  # four uvicorn workers import MLflow first
-        while True:
-            try:
-                request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-                with urllib.request.urlopen(request, timeout=5) as response:
-                    found = json.load(response)["runs"]
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(1)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    stages = sorted(tag["value"] for r in found for tag in r["data"]["tags"] if tag["key"] == "digitflow.stage")
-    assert stages == ["train_sklearn", "train_torch"]
+def terminal_order(output: str, names: list[str]) -> list[str]:
+    """The run names in the order `digitflow ui`'s table lists them."""
+    rows = [line.split()[0] for line in output.splitlines() if line.split() and line.split()[0] in names]
+    return rows
+
+
+def test_digitflow_ui_opens_the_comparison_in_a_browser(digits_project: Path, tmp_path: Path) -> None:
+    """The README's `digitflow ui`, as written, on a machine without a display; headless Chromium opens what
+    it prints as a new visitor would: "Model training" selected, both runs, best test accuracy first, with
+    their test and validation metrics as columns, and the charts of those metrics. The experiment's plain
+    address (what `mlflow ui` alone leads to) shows the GenAI overview and no run: this test tells them apart."""
+    runs = mlflow_runs(digits_project)
+    names = [r.info.run_name for r in runs]
+    with browser.digitflow_ui(digits_project, readme_command("digitflow ui")) as ui:
+        order = terminal_order(ui.output, names)
+        assert sorted(order) == sorted(names), ui.output
+        for tracked in runs:  # the terminal's table: model, dataset, test accuracy of each run
+            row = next(line for line in ui.output.splitlines() if line.startswith(tracked.info.run_name + " "))
+            assert row.split()[1:4] == [
+                tracked.data.tags["digitflow.model"], "digits", f"{tracked.data.metrics['test_accuracy']:.4f}"
+            ]  # fmt: skip
+
+        table = browser.render(
+            ui.runs_url, lambda text: all(n in text for n in names) and "val_log_loss" in text, tmp_path / "runs.png"
+        )
+        assert table.selected_workflow == "Model training"
+        assert all(metric in table.text for metric in COMPARED_METRICS), table.text
+        for tracked in runs:
+            assert str(tracked.data.metrics["test_accuracy"]) in table.text
+            assert str(tracked.data.metrics["val_log_loss"]) in table.text
+        assert sorted(names, key=table.text.index) == order, "the page and the terminal sort the runs alike"
+
+        charts = browser.render(
+            ui.charts_url,
+            lambda text: all(m in text for m in COMPARED_METRICS) and all(text.count(n) >= 2 for n in names),
+            tmp_path / "charts.png",
+        )  # each run in the list and in the charts' legends
+        assert charts.selected_workflow == "Model training"
+        assert all(f"{r.data.metrics['test_log_loss']:.2f}" in charts.text for r in runs), charts.text
+
+        experiment = f"{ui.server}/#/experiments/{runs[0].info.experiment_id}"
+        plain = browser.render(
+            experiment, lambda text: "Overview" in text or any(n in text for n in names), tmp_path / "plain.png"
+        )
+        assert plain.selected_workflow == "GenAI"
+        assert not any(name in plain.text for name in names)
+
+        port = ui.server.rsplit(":", 1)[1]  # a second `digitflow ui` finds the first one's server
+        again = run(digits_project, "digitflow", "ui", "--no-browser", "--port", port)
+        assert "already serves this store" in again.stderr
+        assert ui.runs_url in again.stdout
+        assert "press Ctrl-C" not in again.stdout
 
 
 def test_second_repro_runs_nothing(digits_project: Path) -> None:
@@ -308,7 +326,8 @@ def test_second_repro_runs_nothing(digits_project: Path) -> None:
 
 def test_readme_experiment_reruns_only_the_stages_that_read_the_setting(digits_project: Path, tmp_path: Path) -> None:
     """The tour's experiment, as written, in a copy of the reproduced project (it changes the workspace):
-    only validate (any params.yaml edit), train_sklearn, evaluate and report run, and `dvc exp show` lists it with its C and accuracies."""
+    only validate (any params.yaml edit), train_sklearn, evaluate and report run, and `dvc exp show` lists
+    it with its C and accuracies."""
     project = shutil.copytree(digits_project, tmp_path / "project", symlinks=True)
     result = run(project, "bash", "-c", readme_command("dvc exp run -S train_sklearn.C=0.5"))
     assert stages_run(result.stdout) == ["validate", "train_sklearn", "evaluate", "report"]
@@ -360,31 +379,6 @@ def test_reevaluating_an_unchanged_model_adds_nothing_to_its_run(digits_project:
     assert run_snapshot(client, torch_run) == before
     set_params(digits_project, train_sklearn={"C": c})
     run(digits_project, "dvc", "repro")
-
-
-def test_experiment_page_lists_the_training_runs(digits_project: Path) -> None:
-    """`mlflow ui` on 127.0.0.1, asked over REST what its experiment page shows."""
-    port = free_port()
-    server = subprocess.Popen(
-        ["mlflow", "ui", "--backend-store-uri", f"sqlite:///{digits_project / 'mlflow.db'}",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=digits_project, env=pipeline_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow"
-    try:
-        experiment = wait_for_json(f"{base}/experiments/get-by-name?experiment_name=digitflow", server)["experiment"]
-        tags = {t["key"]: t["value"] for t in experiment["tags"]}
-        assert tags["mlflow.experimentKind"] == "custom_model_development"  # opens on "Training runs"
-        body = json.dumps({"experiment_ids": [experiment["experiment_id"]], "max_results": 100}).encode()
-        request = urllib.request.Request(f"{base}/runs/search", data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            listed = json.loads(response.read())["runs"]
-        stages = {t["value"] for r in listed for t in r["data"]["tags"] if t["key"] == "digitflow.stage"}
-        assert stages == set(TRAINING_STAGES)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def result_bytes(project: Path) -> dict[str, bytes]:

@@ -18,8 +18,9 @@ import optuna
 import pytest
 import yaml
 
+from digitflow.sweep.space import load_config
 from tests.conftest import git, make_project_copy, pipeline_env, run
-from tests.support import services
+from tests.support import browser, services
 from tests.support.readme import readme_command, readme_commands
 from tests.support.sweeps import SPACE
 
@@ -241,6 +242,42 @@ def test_the_objective_is_the_validation_metric_and_the_test_metric_is_only_repo
     assert "torch.test_log_loss" in summary
     assert "reported, not used" in summary
     assert f"dvc exp apply {README_STUDY}-{best.number}" in summary
+    assert f"compare the trials' MLflow runs: digitflow ui --study {README_STUDY}" in summary
+
+
+@pytest.mark.e2e
+def test_digitflow_ui_shows_the_study_trials_best_first(local_sweep: tuple[Path, str], tmp_path: Path) -> None:
+    """The README's `digitflow ui --study digits-tune`, as written: the view the sweep saved, with the study's
+    runs of the model it optimised (torch), best objective first, and that model's searched params as columns,
+    in the terminal and in a browser ("Model training" selected), their parallel coordinates among the charts."""
+    project, _ = local_sweep
+    study = optuna.load_study(study_name=README_STUDY, storage=f"sqlite:///{project / 'optuna.db'}")
+    runs = [r for r in study_runs(project, README_STUDY) if r.data.tags["digitflow.model"] == "torch"]
+    names = {r.info.run_name for r in runs}
+    space = load_config(project / "sweep.yaml").space
+    searched = [key.rsplit(".", 1)[-1] for key in space if key.startswith("train_torch.")]
+    with browser.digitflow_ui(project, readme_command("digitflow ui --study")) as ui:
+        lines = [line.split() for line in ui.output.splitlines() if line.split()]
+        header = next(line for line in lines if line[0] == "run")
+        assert header[3:] == ["val_log_loss", "test_log_loss", "test_accuracy", "val_accuracy", *searched]
+        rows = [line for line in lines if line[0].startswith(("torch-", "sklearn-"))]
+        assert [row[0] for row in rows if row[0] in names] == [row[0] for row in rows]  # torch's runs only
+        assert len(rows) == len(runs) == 6
+        losses = [float(row[3]) for row in rows]
+        assert losses == sorted(losses)
+        best = f"torch-digits-{README_STUDY}-{study.best_trial.number}"  # the summary's best trial
+        assert rows[0][0] == best
+        assert float(rows[0][3]) == pytest.approx(study.best_value, abs=5e-5)
+
+        table = browser.render(ui.runs_url, lambda text: all(n in text for n in names), tmp_path / "trials.png")
+        assert table.selected_workflow == "Model training"
+        assert "6 matching runs" in table.text  # the study's torch runs, not the experiment's others
+        assert sorted(names, key=table.text.index)[0] == best
+
+        charts = browser.render(
+            ui.charts_url, lambda text: all(f"{p}\n" in text for p in searched), tmp_path / "charts.png"
+        )  # the parallel coordinates' axes
+        assert charts.selected_workflow == "Model training"
 
 
 @pytest.mark.e2e

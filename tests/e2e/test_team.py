@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -25,6 +26,7 @@ import pytest
 from digitflow.core import names, paths
 from digitflow.team.config import ARTIFACTS_BUCKET, CONFIG_NAME, StackConfig, load_config, port_is_free
 from digitflow.team.supervisor import group_members, read_pid
+from digitflow.tracking.links import COMPARISON
 from tests.conftest import PROJECT_ROOT, git, run
 from tests.support import project as testing
 from tests.support.readme import readme_command
@@ -256,7 +258,26 @@ def test_pr_comment_links_each_model_run_on_the_server(stack: Stack, team_projec
     client = stack.client(stack.alice)
     for run_id in run_ids(team_project).values():
         experiment_id = client.get_run(run_id).info.experiment_id
-        assert f"({stack.config.mlflow_url}/#/experiments/{experiment_id}/runs/{run_id})" in comment
+        page = f"{stack.config.mlflow_url}/#/experiments/{experiment_id}/runs/{run_id}"
+        assert f"({page}?workflowType=machine_learning)" in comment
+
+
+def test_digitflow_ui_on_the_server_prints_its_addresses(stack: Stack, team_project: Path) -> None:
+    """`digitflow ui` with the server in MLFLOW_TRACKING_URI starts nothing: it prints the server's addresses
+    of the view the pipeline saved there, and the table. A READ-only user (bob) cannot save a sweep's view:
+    one warning, and addresses that filter and sort by themselves."""
+    env = stack.client_env(BOB)
+    shown = run(team_project, "digitflow", "ui", "--no-browser", **env)
+    base = f"{stack.config.mlflow_url}/#/experiments/"
+    assert f"?workflowType=machine_learning&viewStateShareKey={COMPARISON.id}" in shown.stdout
+    assert base in shown.stdout
+    assert "serving" not in shown.stdout + shown.stderr  # nothing was started
+    for model in run_ids(team_project):
+        assert re.search(rf"^{model}-digits-\S+\s+{model}\s+digits\s+0\.\d{{4}}", shown.stdout, re.MULTILINE)
+    refused = run(team_project, "digitflow", "ui", "--no-browser", "--study", "nobody", **env)
+    assert "could not save the view" in refused.stderr
+    assert "searchFilter=tags.%60digitflow.sweep.study%60+%3D+%27nobody%27" in refused.stdout
+    assert "no runs match" in refused.stdout
 
 
 def test_stack_restarts_with_its_data_and_stops_with_no_process_left(stack: Stack, team_project: Path) -> None:

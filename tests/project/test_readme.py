@@ -27,6 +27,7 @@ SWEEP_EXP_SHOW = (
     "dvc exp show --keep 'Experiment|metrics/train_torch\\.json:val_log_loss|(sklearn|torch)\\.test_accuracy' "
     "--keep 'train_torch\\.(lr|optimizer|digits\\.batch_size|digits\\.weight_decay)$|train_sklearn\\.C$' --drop '.*'"
 )
+UI_BROWSER = "test_pipeline.py::test_digitflow_ui_opens_the_comparison_in_a_browser"
 EXPERIMENT = "test_pipeline.py::test_readme_experiment_reruns_only_the_stages_that_read_the_setting"
 MODEL = "test_model_contract.py::"
 TEAM = "test_team.py::"
@@ -46,7 +47,8 @@ CHECKED_BY = {
     "dvc exp run -S data.dataset=mnist": "test_pipeline.py::test_mnist_end_to_end_from_a_local_mirror",
     "dvc exp run -S train_sklearn.C=0.5": EXPERIMENT,
     "dvc exp show --keep 'Experiment|(sklearn|torch)\\.test_accuracy|train_sklearn\\.C$' --drop '.*'": EXPERIMENT,
-    "digitflow ui": "test_pipeline.py::test_digitflow_ui_opens_the_model_training_comparison",
+    # Run with DISPLAY unset (no browser opens), stopped with Ctrl-C; headless Chromium opens what it prints.
+    "digitflow ui": UI_BROWSER,
     "python -m tests.support.imports --write": (
         "test_dvc_deps.py::test_documented_fix_restores_a_dropped_module_and_keeps_everything_else"
     ),
@@ -57,7 +59,6 @@ CHECKED_BY = {
     "DIGITFLOW_MNIST_MIRRORS=/path/to/folder dvc exp run -S data.dataset=mnist": (
         "test_pipeline.py::test_mnist_end_to_end_from_a_local_mirror (DIGITFLOW_MNIST_MIRRORS set to the mirror)"
     ),
-    "mlflow ui --backend-store-uri sqlite:///mlflow.db": "test_pipeline.py::test_readme_mlflow_ui",
     "digitflow pr-report --base main": "test_pr_report.py::test_weaker_model_fails_the_gate_with_a_full_comment",
     "dvc exp run --queue -S 'train_torch.lr=0.001,0.01' -S 'train_sklearn.C=0.1,10'": (
         "test_experiments.py::test_queued_experiments_land_in_the_repository_store"
@@ -125,6 +126,7 @@ CHECKED_BY = {
     "digitflow sweep --trials 6 -S train_torch.digits.epochs=5": SWEEP_LOCAL,
     "wait": SWEEP_LOCAL,
     SWEEP_EXP_SHOW: "test_sweep.py::test_readme_exp_show_lists_every_trial_with_its_columns",
+    "digitflow ui --study digits-tune": "test_sweep.py::test_digitflow_ui_shows_the_study_trials_best_first",
     PSQL_SETUP: "test_sweep.py: the postgres_url fixture (tests/support/services.py; sudo from .ci/run)",
     # A placeholder host; the test sets SWEEP_STORAGE to the database the command above made on 127.0.0.1.
     "export SWEEP_STORAGE=postgresql+psycopg2://sweeps:secret@db-host:5432/sweeps": (
