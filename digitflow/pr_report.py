@@ -22,6 +22,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,11 @@ from digitflow.run_links import mlflow_runs_section
 DEFAULT_OUTPUT = paths.REPORTS_DIR / "pr" / "comment.md"
 # The hidden marker CML uses to find and update its own comment instead of adding a new one.
 WATERMARK_TITLE = "digitflow-pr-report"
-# Values are written with 6 decimals; a drop equal to the threshold must not fail on float noise.
-_TOLERANCE = 1e-9
+# Metric values are written with 6 decimals, and the same run on another machine can end one unit away in
+# the last (README: same machine, same bytes; across machines, equal within 1e-6). A drop beyond a threshold
+# by no more than that is noise, not a regression. Drops are computed on the decimals written, so binary
+# float noise (0.95 - 0.94 > 0.01 as floats) counts for nothing either way.
+TOLERANCE = Decimal("0.000001")
 MISSING = "missing"
 
 
@@ -157,6 +161,11 @@ class GateCheck:
     message: str
 
 
+def _decimal(value: float) -> Decimal:
+    """A metric or threshold as the decimal number it was written as (a float's shortest repr)."""
+    return Decimal(repr(float(value)))
+
+
 def check_metric(model: str, metric: str, old: float | None, new: float | None, gate: GateParams) -> GateCheck:
     """Decide one (model, metric) pair: worse by more than either threshold, or missing, fails."""
     label = f"{model} {metric}"
@@ -174,16 +183,17 @@ def check_metric(model: str, metric: str, old: float | None, new: float | None, 
         )
     if not (math.isfinite(old) and math.isfinite(new)):
         return GateCheck(model, metric, old, new, False, f"{label} is not a finite number (base {old}, new {new})")
-    worse_by = new - old if lower_is_better(metric) else old - new
-    rel_limit = gate.max_drop_rel * abs(old)
+    worse_by = _decimal(new) - _decimal(old) if lower_is_better(metric) else _decimal(old) - _decimal(new)
+    rel_limit = _decimal(gate.max_drop_rel) * abs(_decimal(old))
     verb = "rose" if lower_is_better(metric) else "fell"
     movement = f"{label} {verb} from {_fmt(old)} to {_fmt(new)} ({_signed(new - old)})"
-    thresholds = f"max_drop_abs {gate.max_drop_abs:g}, max_drop_rel {gate.max_drop_rel:g} (= {_fmt(rel_limit)} here)"
+    rel_shown = _fmt(float(rel_limit))
+    thresholds = f"max_drop_abs {gate.max_drop_abs:g}, max_drop_rel {gate.max_drop_rel:g} (= {rel_shown} here)"
     broken = []
-    if worse_by > gate.max_drop_abs + _TOLERANCE:
+    if worse_by > _decimal(gate.max_drop_abs) + TOLERANCE:
         broken.append(f"max_drop_abs {gate.max_drop_abs:g}")
-    if worse_by > rel_limit + _TOLERANCE:
-        broken.append(f"max_drop_rel {gate.max_drop_rel:g} (= {_fmt(rel_limit)} for base {_fmt(old)})")
+    if worse_by > rel_limit + TOLERANCE:
+        broken.append(f"max_drop_rel {gate.max_drop_rel:g} (= {rel_shown} for base {_fmt(old)})")
     if broken:
         return GateCheck(model, metric, old, new, False, f"{movement}, beyond {' and '.join(broken)}")
     if worse_by > 0:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -15,13 +14,13 @@ import urllib.request
 from pathlib import Path
 
 import mlflow
-import pandas as pd
 import pytest
 import yaml
 
 from digitflow.determinism import cpu_has_avx2
 from digitflow.testing import set_params
 from tests.conftest import PROJECT_ROOT, free_port, git, make_project_copy, pipeline_env, run, wait_for_json
+from tests.numbers import differences
 from tests.readme import readme_command
 
 pytestmark = pytest.mark.e2e
@@ -156,12 +155,15 @@ def test_dvc_tools_read_the_pipeline(digits_project: Path) -> None:
 
 @pytest.mark.skipif(not cpu_has_avx2(), reason="the committed results were made on the pinned AVX2 code path")
 def test_fresh_run_reproduces_the_committed_results(digits_project: Path) -> None:
-    """The metric and plot files in git are what a fresh `dvc repro` of the committed params gives, to the
-    byte, on any x86-64 machine (see digitflow/determinism.py); only the MLflow run ids differ."""
+    """The metric and plot files in git are what a fresh `dvc repro` of the committed params gives: the same
+    bytes on the machine that made them, and on any x86-64 machine with AVX2 (digitflow/determinism.py) the
+    same numbers within 1e-6, since a last bit can cross a rounding boundary of the 6 decimals written
+    (tests/numbers.py); only the MLflow run ids differ."""
     ours, committed = result_bytes(digits_project), result_bytes(PROJECT_ROOT)
     metric_files = [name for name in committed if name.startswith("metrics/")]
     assert len(metric_files) >= 6
-    assert [name for name in metric_files if ours[name] != committed[name]] == []
+    found = {name: differences(ours[name].decode(), committed[name].decode(), name) for name in metric_files}
+    assert {name: lines for name, lines in found.items() if lines} == {}
 
 
 def test_output_without_a_terminal_is_a_few_plain_lines(digits_project: Path) -> None:
@@ -175,21 +177,16 @@ def test_output_without_a_terminal_is_a_few_plain_lines(digits_project: Path) ->
 
 def test_a_clean_repro_leaves_committed_files_as_they_were(digits_project: Path) -> None:
     """The copy was committed with the project's metrics and plots files; reproducing it changes none
-    of them (to the last printed digit's rounding: thread counts may move the sixth decimal), and
-    nothing but dvc.lock (the hashes of each training record, metrics/runs/, which holds its new MLflow
-    run id; the models themselves are byte-identical)."""
+    of them (within 1e-6, tests/numbers.py: they were made on another machine), and nothing but
+    dvc.lock (the hashes of each training record, metrics/runs/, which holds its new MLflow run id; the
+    models themselves are byte-identical)."""
     changed = [line[3:] for line in git(digits_project, "status", "--porcelain").splitlines()]
     assert [path for path in changed if path != "dvc.lock" and not path.startswith("metrics/")] == [], changed
     for path in changed:
         if path == "dvc.lock":
             continue
         before = git(digits_project, "show", f"HEAD:{path}")
-        after = (digits_project / path).read_text()
-        if path.endswith(".json"):
-            assert json.loads(after) == pytest.approx(json.loads(before), abs=2e-6), path
-        else:
-            old, new = (pd.read_csv(io.StringIO(text)) for text in (before, after))
-            pd.testing.assert_frame_equal(new, old, check_exact=False, atol=2e-6, rtol=0)
+        assert differences((digits_project / path).read_text(), before, path) == []
     record = json.loads((digits_project / "metrics/runs/torch.json").read_text())
     assert set(record["torch"]) == {
         "mlflow_run_id",
