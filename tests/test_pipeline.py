@@ -227,14 +227,6 @@ def test_readme_params_diff(digits_project: Path) -> None:
     assert rows == [["params.yaml", "train_sklearn.C", "1.0", "0.5"]], shown
 
 
-def test_readme_plots_show(digits_project: Path) -> None:
-    run(digits_project, "bash", "-c", readme_command("dvc plots show"))
-    page = (digits_project / "dvc_plots/index.html").read_text()
-    for title in ("scikit-learn: test confusion matrix", "PyTorch: test confusion matrix", "PyTorch loss per epoch"):
-        assert title in page
-    assert "cdn.jsdelivr.net/npm/vega@" in page  # DVC's own page loads Vega from the network
-
-
 def test_confusion_plots_have_actual_rows_and_predicted_columns(digits_project: Path) -> None:
     plots = json.loads(run(digits_project, "dvc", "plots", "show", "--json").stdout)["data"]
     titles = {"sklearn": "scikit-learn: test confusion matrix", "torch": "PyTorch: test confusion matrix"}
@@ -422,33 +414,6 @@ def test_invalid_params_stop_before_any_work(project_copy: Path) -> None:
         assert key in message
     assert not (project_copy / "data/raw").exists()
     assert not (project_copy / "mlflow.db").exists()
-
-
-@pytest.mark.mnist
-def test_mnist_end_to_end_from_a_local_mirror(tmp_path: Path, mnist_mirror: str) -> None:
-    """The README's `dvc exp run -S data.dataset=mnist`, nothing else changed, through the real download
-    code from an HTTP mirror on 127.0.0.1 (DIGITFLOW_MNIST_MIRRORS): both models reach 0.925."""
-    project = make_project_copy(tmp_path / "mnist")
-    command = readme_command("dvc exp run -S data.dataset=mnist")
-    result = run(project, "bash", "-c", command, DIGITFLOW_MNIST_MIRRORS=mnist_mirror)
-    assert "Running stage 'report'" in result.stdout
-    assert "\r" not in result.stdout + result.stderr  # no download or training bars without a terminal
-    metrics = read_metrics(project)
-    assert set(metrics) == {"sklearn", "torch"}
-    for model, values in metrics.items():
-        assert values["test_accuracy"] >= 0.925, f"{model}: {values}"
-    mnist_epochs = yaml.safe_load((project / "params.yaml").read_text())["train_torch"]["mnist"]["epochs"]
-    assert json.loads((project / "metrics/runs/torch.json").read_text())["torch"]["epochs"] == mnist_epochs
-    assert len((project / "metrics/confusion/torch.csv").read_text().splitlines()) == 1 + 10_000
-    raw = project / "data/raw/MNIST/raw"
-    assert sorted(p.name for p in raw.glob("*.gz")) == sorted(
-        [
-            "train-images-idx3-ubyte.gz",
-            "train-labels-idx1-ubyte.gz",
-            "t10k-images-idx3-ubyte.gz",
-            "t10k-labels-idx1-ubyte.gz",
-        ]
-    )
 
 
 def test_model_restored_from_run_cache_keeps_its_mlflow_run(digits_project: Path) -> None:

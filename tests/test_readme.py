@@ -23,6 +23,7 @@ SWEEP_EXP_SHOW = (
     "--keep 'train_torch\\.(lr|optimizer|digits\\.batch_size|digits\\.weight_decay)$|train_sklearn\\.C$' --drop '.*'"
 )
 MODEL = "test_model_contract.py::"
+FIRST_HOUR = "test_first_hour.py::"
 TEAM = "test_team.py::"
 TEAM_RUN = "test_team.py: the team_project fixture (these three lines in one shell; runs reach the server)"
 FRESH_CLONE = TEAM + "test_dvc_push_then_a_fresh_clone_pulls_and_reproduces_nothing"
@@ -34,20 +35,24 @@ CHECKED_BY = {
     "dvc repro": "test_pipeline.py: the digits_project fixture (every stage runs, output under 60 lines)",
     "dvc metrics show": "test_pipeline.py::test_readme_metrics_show",
     "dvc params diff --targets params.yaml": "test_pipeline.py::test_readme_params_diff",
-    "dvc plots show": "test_pipeline.py::test_readme_plots_show",
+    "dvc plots show": FIRST_HOUR + "test_plots_show_draws_both_confusion_matrices_and_the_learning_curve",
     "python -m digitflow.offline_plots": "test_pipeline.py::test_readme_offline_plots",
     "dvc plots show --html-template .dvc/tmp/plots-offline.html": "test_pipeline.py::test_readme_offline_plots",
-    "dvc exp run -S data.dataset=mnist": "test_pipeline.py::test_mnist_end_to_end_from_a_local_mirror",
+    "dvc exp run -S data.dataset=mnist": FIRST_HOUR + "test_mnist_end_to_end_from_a_local_mirror",
     # A placeholder path: the MNIST test runs the same command with the variable set to its local mirror.
     "DIGITFLOW_MNIST_MIRRORS=/path/to/folder dvc exp run -S data.dataset=mnist": (
-        "test_pipeline.py::test_mnist_end_to_end_from_a_local_mirror (DIGITFLOW_MNIST_MIRRORS set to the mirror)"
+        FIRST_HOUR + "test_mnist_end_to_end_from_a_local_mirror (DIGITFLOW_MNIST_MIRRORS set to the mirror)"
     ),
     "mlflow ui --backend-store-uri sqlite:///mlflow.db": "test_pipeline.py::test_readme_mlflow_ui",
     "python -m stages.pr_report --base main": "test_pr_report.py::test_weaker_model_fails_the_gate_with_a_full_comment",
     "dvc exp run --queue -S 'train_torch.lr=0.001,0.01' -S 'train_sklearn.C=0.1,10'": (
         "test_experiments.py::test_queued_experiments_land_in_the_repository_store"
     ),
-    "dvc queue start -j 2": "test_experiments.py::test_queued_experiments_land_in_the_repository_store",
+    "dvc queue start -j 2": (
+        "test_experiments.py::test_queued_experiments_land_in_the_repository_store; "
+        + FIRST_HOUR
+        + "test_a_queued_grid_on_two_workers_lands_in_mlflow (a plain install)"
+    ),
     "dvc exp show --sort-by torch.test_accuracy --sort-order desc --keep "
     "'Experiment|(sklearn|torch)\\.(test_accuracy|mlflow_run_id)|train_torch\\.lr$|train_sklearn\\.C$' --drop '.*'": (
         "test_experiments.py::test_queued_experiments_land_in_the_repository_store"
