@@ -97,10 +97,8 @@ def test_predict_prints_the_digit_of_a_png(project: Path, tmp_path: Path) -> Non
     row = confident.index[confident["actual"] == 3][0]
     image = tmp_path / "my_three.png"
     photo(features[test_rows[row]]).save(image)
-    result = run(project, "digitflow", "predict", str(image))
-    assert re.fullmatch(rf"{re.escape(str(image))}: 3 \(probability \d\.\d{{3}}\)", result.stdout.strip()), (
-        result.stdout
-    )
+    line = run(project, "digitflow", "predict", str(image)).stdout.strip()
+    assert re.fullmatch(rf"{re.escape(str(image))}: 3 \(probability \d\.\d{{3}}\)", line), line
 
 
 def test_a_queued_grid_on_two_workers_lands_in_mlflow(project: Path) -> None:
@@ -113,9 +111,8 @@ def test_a_queued_grid_on_two_workers_lands_in_mlflow(project: Path) -> None:
     assert finished == ["Success", "Success"], status
     names = set(run(project, "dvc", "exp", "ls", "--name-only").stdout.split())
     assert len(names) == 2, names
-    runs = store(project).search_runs(
-        [store(project).get_experiment_by_name("digitflow").experiment_id], "tags.`dvc.exp_name` != ''"
-    )
+    client = store(project)
+    runs = client.search_runs([client.get_experiment_by_name("digitflow").experiment_id], "tags.`dvc.exp_name` != ''")
     by_name = {name: sorted(r.data.tags["digitflow.stage"] for r in runs if r.data.tags["dvc.exp_name"] == name)
                for name in names}  # fmt: skip
     assert by_name == {name: ["train_sklearn", "train_torch"] for name in names}, by_name

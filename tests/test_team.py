@@ -119,7 +119,7 @@ def team_project(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path
     project = testing.make_project_copy(PROJECT_ROOT, destination, train_torch={"digits": {"epochs": 10}})
     script = "\n".join(["set -e", *(readme_command(command) for command in README_TEAM_RUN)])
     result = run(project, "bash", "-c", script, **stack.env)
-    assert "DVC remote 'team' now points at the stack" in result.stdout
+    assert "DVC remote 'team' (s3://digitflow-dvc) is this clone's default, at the stack" in result.stdout
     assert "secret_access_key" in (project / ".dvc/config.local").read_text()
     assert "Running stage 'train_torch'" in result.stdout
     return project
