@@ -34,9 +34,11 @@ DEFAULT_PORTS = {
     "admin_grpc": 33646,
 }
 ARTIFACTS_BUCKET = "digitflow-mlflow"
-# Must match the url of the `team` remote in .dvc/config.
+# The stack's bucket for the DVC remote; `digitflow stack dvc-remote` makes it this clone's default
+# remote `team`, in .dvc/config.local (the committed .dvc/config names no remote).
 DVC_BUCKET = "digitflow-dvc"
 DVC_REMOTE = "team"
+DVC_URL = f"s3://{DVC_BUCKET}"
 
 
 class StackError(DigitflowError):

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import mlflow
 import pytest
 import yaml
 
+from digitflow.core.ports import free_port
 from tests.conftest import make_project_copy, pipeline_env, run
 from tests.support.project import set_params
 
@@ -53,12 +53,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def project(built: Path, tmp_path: Path) -> Path:
     """A private copy of the built project, to damage."""
     return Path(shutil.copytree(built, tmp_path / "project", symlinks=True))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def error_lines(stderr: str, stage: str) -> list[str]:

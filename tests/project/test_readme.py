@@ -30,6 +30,7 @@ SWEEP_EXP_SHOW = (
 UI_BROWSER = "test_pipeline.py::test_digitflow_ui_opens_the_comparison_in_a_browser"
 EXPERIMENT = "test_pipeline.py::test_readme_experiment_reruns_only_the_stages_that_read_the_setting"
 MODEL = "test_model_contract.py::"
+FIRST_HOUR = "test_first_hour.py::"
 TEAM = "test_team.py::"
 TEAM_RUN = "test_team.py: the team_project fixture (these three lines in one shell; runs reach the server)"
 FRESH_CLONE = TEAM + "test_dvc_push_then_a_fresh_clone_pulls_and_reproduces_nothing"
@@ -41,10 +42,10 @@ CHECKED_BY = {
     "dvc repro": "test_pipeline.py: the digits_project fixture (every stage runs, output under 60 lines)",
     "dvc metrics show": "test_pipeline.py::test_readme_metrics_show",
     "dvc params diff --targets params.yaml": "test_pipeline.py::test_readme_params_diff",
-    "dvc plots show": "test_pipeline.py::test_readme_plots_show",
+    "dvc plots show": FIRST_HOUR + "test_plots_show_draws_both_confusion_matrices_and_the_learning_curve",
     "digitflow offline-plots": "test_pipeline.py::test_readme_offline_plots",
     "dvc plots show --html-template .dvc/tmp/plots-offline.html": "test_pipeline.py::test_readme_offline_plots",
-    "dvc exp run -S data.dataset=mnist": "test_pipeline.py::test_mnist_end_to_end_from_a_local_mirror",
+    "dvc exp run -S data.dataset=mnist": FIRST_HOUR + "test_mnist_end_to_end_from_a_local_mirror",
     "dvc exp run -S train_sklearn.C=0.5": EXPERIMENT,
     "dvc exp show --keep 'Experiment|(sklearn|torch)\\.test_accuracy|train_sklearn\\.C$' --drop '.*'": EXPERIMENT,
     # Run with DISPLAY unset (no browser opens), stopped with Ctrl-C; headless Chromium opens what it prints.
@@ -57,13 +58,17 @@ CHECKED_BY = {
     "pytest": "not run by a test: .ci/run, the README's test command",
     # A placeholder path: the MNIST test runs the same command with the variable set to its local mirror.
     "DIGITFLOW_MNIST_MIRRORS=/path/to/folder dvc exp run -S data.dataset=mnist": (
-        "test_pipeline.py::test_mnist_end_to_end_from_a_local_mirror (DIGITFLOW_MNIST_MIRRORS set to the mirror)"
+        FIRST_HOUR + "test_mnist_end_to_end_from_a_local_mirror (DIGITFLOW_MNIST_MIRRORS set to the mirror)"
     ),
     "digitflow pr-report --base main": "test_pr_report.py::test_weaker_model_fails_the_gate_with_a_full_comment",
     "dvc exp run --queue -S 'train_torch.lr=0.001,0.01' -S 'train_sklearn.C=0.1,10'": (
         "test_experiments.py::test_queued_experiments_land_in_the_repository_store"
     ),
-    "dvc queue start -j 2": "test_experiments.py::test_queued_experiments_land_in_the_repository_store",
+    "dvc queue start -j 2": (
+        "test_experiments.py::test_queued_experiments_land_in_the_repository_store; "
+        + FIRST_HOUR
+        + "test_a_queued_grid_on_two_workers_lands_in_mlflow (a plain install)"
+    ),
     "dvc exp show --sort-by torch.test_accuracy --sort-order desc --keep "
     "'Experiment|(sklearn|torch)\\.(test_accuracy|mlflow_run_id)|train_torch\\.lr$|train_sklearn\\.C$' --drop '.*'": (
         "test_experiments.py::test_queued_experiments_land_in_the_repository_store"
