@@ -2,7 +2,7 @@
 
     digitflow promote torch [--metric test_accuracy] [--version N] [--force]
     digitflow serve torch [--port 5001]          # REST: mlflow models serve of @champion, on 127.0.0.1
-    digitflow predict photo.png scan.jpg [--model torch] [--source models|champion]
+    digitflow predict photo.png scan.jpg [--model torch] [--source models|champion] [--show DIR]
 
 They use the same MLflow store as the pipeline (``mlflow.db`` at the repository root, or
 ``MLFLOW_TRACKING_URI``).
@@ -62,7 +62,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from digitflow.predict import local_predictor, read_images, registry_predictor
+    from digitflow.predict import convert_files, local_predictor, pixel_rows, registry_predictor, write_views
 
     missing = [str(f) for f in args.images if not Path(f).is_file()]
     if missing:
@@ -75,10 +75,14 @@ def _predict(args: argparse.Namespace) -> None:
         predictor, card = registry_predictor(champion_uri(args.model))
     else:
         predictor, card = local_predictor(args.model)
-    proba = predictor(read_images(args.images, card))
+    conversions = convert_files(args.images, card)
+    proba = predictor(pixel_rows(conversions))
     for file, row in zip(args.images, proba, strict=True):
         digit = int(row.argmax())
         print(f"{file}: {digit} (probability {row[digit]:.3f})")
+    if args.show:
+        written = write_views(args.show, args.images, conversions, proba, card)
+        print(f"what the model saw: {len(written)} PNG files in {args.show}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--source", choices=["models", "champion"], default="models",
         help="models: the pipeline's models/ folder; champion: the registry's @champion",
+    )  # fmt: skip
+    predict.add_argument(
+        "--show", type=Path, metavar="DIR",
+        help="write DIR/<image>_seen.png per image: the picture beside what the model saw",
     )  # fmt: skip
     predict.set_defaults(handler=_predict)
     return parser

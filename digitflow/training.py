@@ -70,6 +70,8 @@ def model_card(meta: DatasetMeta) -> dict[str, Any]:
         "dataset": meta.dataset,
         "image_shape": list(meta.image_shape),
         "pixel_max": meta.pixel_max,
+        # How a picture is made into such an image (digitflow/image_recipes.py): `digitflow predict` follows it.
+        "image_recipe": meta.image_recipe,
         "input": f"float32 (n, {meta.image_shape[0] * meta.image_shape[1]}) raw pixels 0..{meta.pixel_max}, ink high",
         "output": "float64 (n, 10) probabilities of the digits 0..9",
     }

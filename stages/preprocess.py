@@ -13,7 +13,7 @@ import numpy as np
 from digitflow import paths
 from digitflow.artifacts import reading
 from digitflow.cli import run_stage
-from digitflow.data import PIXEL_MAX, DatasetMeta, preprocess_images
+from digitflow.data import IMAGE_RECIPES, PIXEL_MAX, DatasetMeta, preprocess_images
 from digitflow.io import atomic_dir, save_array, write_json
 from digitflow.params import load_params
 
@@ -40,6 +40,7 @@ def main() -> None:
         n_images=len(images),
         pixel_max=PIXEL_MAX[dataset],
         predefined_test_start=test_start,
+        image_recipe=IMAGE_RECIPES[dataset],
     )
     with atomic_dir(paths.PROCESSED_DIR) as out:
         save_array(out / paths.FEATURES_FILE.name, features)
