@@ -104,19 +104,49 @@ def greyscale(image: Image.Image) -> np.ndarray:
     return np.asarray(grey.reduce(factor) if factor > 1 else grey, dtype=np.float32)
 
 
+def paper_level(grey: np.ndarray) -> tuple[np.ndarray, float]:
+    """The paper's grey level at every pixel of a picture with dark ink, and its spread (noise, texture).
+
+    A quadratic surface, so light falling off across the page is paper too, fitted to a thin ring along
+    the border: first to its lighter half, then to all but the pixels darker than that paper by more than
+    three noise deviations (a digit touching the border), fit after fit. The noise is measured on the
+    paper's light side, where no ink can be."""
+    height, width = grey.shape
+    ring = max(1, round(min(height, width) * 0.04))
+    on_ring = np.ones_like(grey, dtype=bool)
+    on_ring[ring:-ring, ring:-ring] = False
+    rows, cols = np.nonzero(on_ring)
+    y, x = rows / height - 0.5, cols / width - 0.5
+    terms = np.column_stack([np.ones_like(x), x, y, x * x, y * y, x * y])
+    values = grey[on_ring]
+    paper = values >= np.median(values)  # the lighter half first: ink may cover less than half the ring
+    for _ in range(5):
+        used = terms[paper]  # least squares by the normal equations: 6 unknowns, centred coordinates
+        coefficients = np.linalg.solve(used.T @ used, used.T @ values[paper])
+        residual = values - terms @ coefficients
+        above = residual[paper & (residual > 0)]
+        # A robust standard deviation; at least half a grey level, the rounding of whole levels.
+        noise = max(1.4826 * float(np.median(above)) if above.size else 0.0, 0.5)
+        paper = residual >= -3 * noise
+    y, x = np.arange(height)[:, None] / height - 0.5, np.arange(width)[None, :] / width - 0.5
+    c = coefficients
+    return c[0] + c[1] * x + c[2] * y + c[3] * x * x + c[4] * y * y + c[5] * x * y, 3 * noise
+
+
 def find_ink(grey: np.ndarray) -> Ink:
-    """Ink coverage 0..1 of a greyscale picture: paper level and noise removed, ink stretched to full."""
+    """Ink coverage 0..1 of a greyscale picture: paper level and noise removed, ink stretched to full.
+
+    Dark ink on light paper or light ink on dark: the ink is on the side of the picture's extremes
+    farther from the paper (the median of the border)."""
     from scipy import ndimage
 
-    height, width = grey.shape
-    smooth = ndimage.gaussian_filter(grey, min(height, width) / 200)  # 1 pixel at 200x200: noise, not strokes
-    ring = max(1, round(min(height, width) * 0.04))
-    border = np.concatenate([smooth[:ring], smooth[-ring:], smooth[:, :ring].T, smooth[:, -ring:].T], axis=None)
-    paper = float(np.median(border))
-    spread = 3 * 1.4826 * float(np.median(np.abs(border - paper)))  # three robust standard deviations
+    smooth = ndimage.gaussian_filter(grey, min(grey.shape) / 200)  # 1 pixel at 200x200: noise, not strokes
+    border = np.concatenate([smooth[0], smooth[-1], smooth[:, 0], smooth[:, -1]])
     darkest, lightest = np.percentile(smooth, [0.5, 99.5])
-    ink = (paper - smooth) if paper - darkest >= lightest - paper else (smooth - paper)
-    ink = np.clip(ink - spread, 0, None)
+    if np.median(border) - darkest < lightest - np.median(border):
+        smooth = 255 - smooth  # light ink on dark paper: made dark on light
+    paper, spread = paper_level(smooth)
+    ink = np.clip(paper - smooth - spread, 0, None)
     inked = ink[ink > 0]
     full = float(np.percentile(inked, FULL_INK_PERCENTILE)) if inked.size else 0.0
     if full < max(MIN_CONTRAST, MIN_CONTRAST_SPREADS * spread):

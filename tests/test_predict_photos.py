@@ -18,6 +18,7 @@ from PIL import Image
 
 from digitflow.testing_photos import LabelledImages, drawn_large, photo, photo_styles, train_models
 from tests.conftest import PROJECT_ROOT, run
+from tests.readme import readme_command
 
 MODELS = ("sklearn", "torch")
 N_PHOTOS = 200
@@ -63,13 +64,12 @@ def photo_files(mnist_project: tuple[Path, LabelledImages]) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def predictions(mnist_project: tuple[Path, LabelledImages], photo_files: dict[str, dict]) -> dict[str, object]:
-    """`digitflow predict` on every file, once per model; the torch run draws what the model saw."""
+    """`digitflow predict` on every file, once per model: torch by the README's command as written (the
+    default model, and --show), sklearn with the files listed."""
     project, _ = mnist_project
     return {
-        model: run(
-            project, "digitflow", "predict", *photo_files, "--model", model, *(["--show", "seen"] * (model == "torch"))
-        )
-        for model in MODELS
+        "torch": run(project, "bash", "-c", readme_command("digitflow predict photos/* --show seen")),
+        "sklearn": run(project, "digitflow", "predict", *photo_files, "--model", "sklearn"),
     }
 
 
@@ -187,11 +187,13 @@ def test_digits_drawn_large_get_the_original_prediction(
         picture.save(tmp_path / f"{number}.png")
         files.append(tmp_path / f"{number}.png")
     monkeypatch.chdir(project)
-    for model in MODELS:
-        predictor, card = local_predictor(model)
-        assert card.image_recipe == "uci-digits"
+    loaded = {model: local_predictor(model) for model in MODELS}
+    (card,) = {card for _, card in loaded.values()}  # both models' cards are the same
+    assert card.image_recipe == "uci-digits"
+    rows = pixel_rows(convert_files(files, card))
+    for model, (predictor, _) in loaded.items():
         original = predictor(test.images.reshape(len(test.images), -1).astype(np.float32)).argmax(axis=1)
-        converted = predictor(pixel_rows(convert_files(files, card))).argmax(axis=1)
+        converted = predictor(rows).argmax(axis=1)
         assert (converted == original).mean() >= at_least, f"{model}: {(converted == original).mean():.3f}"
 
 
