@@ -1,16 +1,17 @@
-"""Photo benchmark: both MNIST models on realistic photos of MNIST test digits, beside the clean test set.
+"""Photo benchmark: both models on realistic photos of test digits, beside their clean test accuracy.
 
-    python benchmarks/photos.py                  # 2,000 photos, about a minute and a half
-    python benchmarks/photos.py --count 300      # fewer photos
+    python benchmarks/photos.py                  # 2,000 MNIST photos and the 414 digits test images, ~2.5 min
+    python benchmarks/photos.py --count 300      # fewer MNIST photos
 
-Both models are trained in this process as the pipeline's stages train them (``train_models`` of
-``digitflow/testing_photos.py``: the stages' library functions, params.yaml's MNIST settings) into a
-temporary project. ``--count`` MNIST test images become photos in the mix of ``photo_styles`` (paper grey
-211-247, the digit filling 30-90 % of the frame, sizes 96x96 to 640x480, blur, sensor noise, uneven light,
-RGB and greyscale, every fifth a JPEG), saved as files and read the way ``digitflow predict`` reads them
-(``convert_files`` with the model card's recipe). Printed: each model's accuracy on the clean test set, on
-the photos, on the photos converted as before issue 20 (plain area resize, inverted), and on the photos
-of each paper level, fill, blur, noise level and mode.
+For MNIST, then digits, both models are trained in this process as the pipeline's stages train them
+(``train_models`` of ``digitflow/testing_photos.py``: the stages' library functions, params.yaml's
+settings) into a temporary project. ``--count`` test images (at most the whole test set) become photos in
+the mix of ``photo_styles`` (paper grey 211-247, the digit filling 30-90 % of the frame, sizes 96x96 to
+640x480, blur, sensor noise, uneven light, RGB and greyscale, every fifth a JPEG), saved as files and read
+the way ``digitflow predict`` reads them (``convert_files`` with the model card's recipe). Printed per
+dataset: each model's accuracy on the clean test set and on the photographed images clean, on the photos,
+on the photos converted as before issue 20 (plain area resize, inverted), and on the photos of each paper
+level, fill, blur, noise level and mode.
 """
 
 from __future__ import annotations
@@ -50,10 +51,11 @@ def plain_resize(file: Path, image_shape: tuple[int, int], pixel_max: int) -> np
 def write_photos(
     folder: Path, test: LabelledImages, count: int, seed: int
 ) -> tuple[list[Path], np.ndarray, list[PhotoStyle]]:
-    """``count`` photos of test images, a JPEG every fifth; their files, test-set rows and styles."""
+    """Photos of ``count`` test images (at most all of them), a JPEG every fifth; their files, test-set
+    rows and styles."""
     rng = np.random.default_rng(seed)
-    rows = rng.choice(len(test.labels), count, replace=False)
-    styles = photo_styles(count, seed=seed)
+    rows = rng.choice(len(test.labels), min(count, len(test.labels)), replace=False)
+    styles = photo_styles(len(rows), seed=seed)
     files = []
     for number, (row, style) in enumerate(zip(rows, styles, strict=True)):
         file = folder / f"photo{number:05d}.{'jpg' if number % 5 == 4 else 'png'}"
@@ -93,7 +95,7 @@ def measure(project: Path, test: LabelledImages, count: int, seed: int = 0) -> d
         with tempfile.TemporaryDirectory(prefix="photos-", dir=project) as folder:
             files, rows, styles = write_photos(Path(folder), test, count, seed)
             labels = test.labels[rows]
-            results: dict[str, Any] = {"photos": count, "models": {}}
+            results: dict[str, Any] = {"photos": len(files), "test_images": len(test.labels), "models": {}}
             for model in MODELS:
                 predictor, card = local_predictor(model)
                 started = time.perf_counter()
@@ -108,7 +110,7 @@ def measure(project: Path, test: LabelledImages, count: int, seed: int = 0) -> d
                     "plain_resize_accuracy": float(
                         (predictor(before.astype(np.float32)).argmax(axis=1) == labels).mean()
                     ),
-                    "ms_per_photo": round(1000 * seconds / count, 2),
+                    "ms_per_photo": round(1000 * seconds / len(files), 2),
                     "parts": {name: float(recipe[chosen].mean()) for name, chosen in parts(files, styles).items()},
                 }
                 log(f"{model}: photos {recipe.mean():.4f}, clean {(clean == test.labels).mean():.4f}")
@@ -117,17 +119,17 @@ def measure(project: Path, test: LabelledImages, count: int, seed: int = 0) -> d
     return results
 
 
-def markdown(results: dict[str, Any]) -> str:
+def markdown(results: dict[str, Any], dataset: str) -> str:
     models = results["models"]
     lines = [
-        f"| accuracy ({results['photos']:,} photos) | " + " | ".join(models) + " |",
+        f"| {dataset}: accuracy ({results['photos']:,} photos) | " + " | ".join(models) + " |",
         "|---|" + "---:|" * len(models),
     ]
 
     def row(label: str, values: list[float]) -> None:
         lines.append(f"| {label} | " + " | ".join(f"{value:.1%}" for value in values) + " |")
 
-    row("clean test set (10,000 images)", [m["clean_test_accuracy"] for m in models.values()])
+    row(f"clean test set ({results['test_images']:,} images)", [m["clean_test_accuracy"] for m in models.values()])
     row("the photographed test images, clean", [m["clean_accuracy_photographed"] for m in models.values()])
     row("photos, the dataset's recipe", [m["photo_accuracy"] for m in models.values()])
     row("photos, plain resize (before issue 20)", [m["plain_resize_accuracy"] for m in models.values()])
@@ -146,12 +148,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--mnist-dir", type=Path, default=DEFAULT_MNIST_DIR, help="folder with the 4 MNIST .gz files")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    with tempfile.TemporaryDirectory(prefix="digitflow-photos-") as tmp:
-        started = time.perf_counter()
-        test = train_models(Path(tmp), "mnist", ROOT / "params.yaml", args.mnist_dir)
-        log(f"both MNIST models trained in {time.perf_counter() - started:.1f} s")
-        results = measure(Path(tmp), test, args.count, args.seed)
-    print(markdown(results))
+    results = {}
+    for dataset in ("mnist", "digits"):
+        with tempfile.TemporaryDirectory(prefix=f"digitflow-photos-{dataset}-") as tmp:
+            started = time.perf_counter()
+            test = train_models(Path(tmp), dataset, ROOT / "params.yaml", args.mnist_dir)
+            log(f"both {dataset} models trained in {time.perf_counter() - started:.1f} s")
+            results[dataset] = measure(Path(tmp), test, args.count, args.seed)
+        print(markdown(results[dataset], dataset))
     return results
 
 

@@ -146,7 +146,7 @@ def test_an_mnist_image_passes_unchanged_and_the_photo_benchmark_runs(
         assert 0.9 <= figures["clean_test_accuracy"] <= 0.95
         assert figures["photo_accuracy"] >= 0.7 > figures["plain_resize_accuracy"]
         assert {"paper 211", "fill 30%", "fill 90%", "blur 2", "noise 9", "RGB", "L", "JPEG"} <= set(figures["parts"])
-    table = markdown(results)
+    table = markdown(results, "mnist")
     assert "| photos, the dataset's recipe |" in table
     assert "| photos: fill 90% |" in table
 
