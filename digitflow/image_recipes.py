@@ -91,15 +91,19 @@ class Conversion:
 
 
 def greyscale(image: Image.Image) -> np.ndarray:
-    """The picture as float32 grey levels 0..255, upright (EXIF), transparency flattened onto white,
-    reduced by area averaging to at most ``LARGEST_SIDE`` pixels a side."""
+    """The picture as float32 grey levels 0..255 (16-bit ones scaled), upright (EXIF), transparency
+    flattened onto white, reduced by area averaging to at most ``LARGEST_SIDE`` pixels a side."""
     from PIL import Image, ImageOps
 
     image = ImageOps.exif_transpose(image)
     if "A" in image.getbands() or "transparency" in image.info:
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    grey = image.convert("L")
+    if image.mode.startswith("I"):  # 16-bit greyscale (scanners): Pillow's "L" would clip it to white
+        levels = np.asarray(image, dtype=np.float32)
+        grey = Image.fromarray(levels / 257 if image.mode != "I" or levels.max() > 255 else levels, mode="F")
+    else:
+        grey = image.convert("L")
     factor = -(-max(grey.size) // LARGEST_SIDE)
     return np.asarray(grey.reduce(factor) if factor > 1 else grey, dtype=np.float32)
 
@@ -121,8 +125,11 @@ def paper_level(grey: np.ndarray) -> tuple[np.ndarray, float]:
     values = grey[on_ring]
     paper = values >= np.median(values)  # the lighter half first: ink may cover less than half the ring
     for _ in range(5):
-        used = terms[paper]  # least squares by the normal equations: 6 unknowns, centred coordinates
-        coefficients = np.linalg.solve(used.T @ used, used.T @ values[paper])
+        used = terms[paper]
+        try:  # least squares by the normal equations: 6 unknowns on centred coordinates, 20x faster than lstsq
+            coefficients = np.linalg.solve(used.T @ used, used.T @ values[paper])
+        except np.linalg.LinAlgError:  # too few distinct pixels for a surface (a picture 1 or 2 pixels wide)
+            coefficients = np.linalg.lstsq(used, values[paper], rcond=None)[0]
         residual = values - terms @ coefficients
         above = residual[paper & (residual > 0)]
         # A robust standard deviation; at least half a grey level, the rounding of whole levels.

@@ -23,7 +23,7 @@ from digitflow import paths
 from digitflow.artifacts import read, reading
 from digitflow.data import IMAGE_RECIPES
 from digitflow.errors import DigitflowError
-from digitflow.image_recipes import RECIPES, Conversion, convert
+from digitflow.image_recipes import RECIPES, Conversion, convert, greyscale
 from digitflow.io import read_json
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -139,7 +139,10 @@ def write_views(
         with Image.open(file) as image:
             title = f"{file.name} ({image.width}x{image.height} {image.mode})"
             caption = f"predicted {digit} (probability {row[digit]:.3f}), {conversion.recipe} recipe"
-            view = seen_beside(ImageOps.exif_transpose(image), conversion, card.pixel_max, title, caption)
+            # Other modes (transparent, 16-bit, palette) shown as the recipe read them: grey, on white.
+            plain = image.mode in ("RGB", "L") and "transparency" not in image.info
+            picture = ImageOps.exif_transpose(image) if plain else Image.fromarray(greyscale(image).astype(np.uint8))
+            view = seen_beside(picture, conversion, card.pixel_max, title, caption)
         with atomic_path(folder / name) as tmp:
             view.save(tmp, format="PNG")
         written.append(folder / name)

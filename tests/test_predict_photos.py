@@ -8,6 +8,7 @@ through the real ``digitflow predict`` command (MNIST) or its library functions 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -220,3 +221,33 @@ def test_a_picture_in_the_datasets_own_format_passes_unchanged(digits_project: t
         conversion = convert_image(grey, card)
         np.testing.assert_allclose(conversion.pixels, image, atol=16 / 255 / 2 + 1e-6)
         assert conversion.problems == []
+
+
+def test_odd_files_convert_like_plain_ones(tmp_path: Path) -> None:
+    """A drawing app's transparent PNG, a phone's JPEG stored sideways with an EXIF rotation and a 16-bit
+    scan convert like the plain picture; pictures of 1 or 2 pixels get the no-ink warning, not an error."""
+    from digitflow.predict import ModelCard, convert_files
+
+    card = ModelCard("mnist", (28, 28), 255, "mnist")
+    style = photo_styles(1, seed=3)[0]
+    digit = np.zeros((28, 28), np.uint8)
+    digit[6:22, 12:16] = 255  # a plain 1
+    plain = photo(digit, 255, dataclasses.replace(style, mode="L", noise=0.0), np.random.default_rng(0))
+    plain.save(tmp_path / "plain.png")
+    transparent = Image.new("RGBA", plain.size, (0, 0, 0, 0))
+    transparent.putalpha(Image.eval(plain, lambda level: 255 - level))  # black ink, as dark as the photo's
+    transparent.save(tmp_path / "transparent.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    plain.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "sideways.png", exif=exif.tobytes())
+    Image.fromarray(np.asarray(plain).astype(np.uint16) * 257).save(tmp_path / "scan16.png")
+    for size in ((1, 1), (2, 2)):
+        Image.new("L", size, 128).save(tmp_path / f"{size[0]}x{size[1]}.png")
+    names = ["plain.png", "transparent.png", "sideways.png", "scan16.png", "1x1.png", "2x2.png"]
+    converted = dict(zip(names, convert_files([tmp_path / name for name in names], card), strict=True))
+    assert converted["plain.png"].problems == []
+    for name in ("transparent.png", "sideways.png", "scan16.png"):
+        assert converted[name].problems == [], name
+        np.testing.assert_allclose(converted[name].pixels, converted["plain.png"].pixels, atol=12, err_msg=name)
+    for name in ("1x1.png", "2x2.png"):
+        assert converted[name].problems[0].startswith("no ink found"), name
