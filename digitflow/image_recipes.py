@@ -7,10 +7,12 @@ with the digit anywhere in it. Plain resizing left the paper at 10-45 on every p
 have exactly 0, and the digit at another size and place: the MNIST-trained models answered "1" for nearly
 every photo (issue 20). So a picture goes through the same steps as the dataset's images did.
 
-**Ink** (``find_ink``, both recipes). Greyscale, with the camera's EXIF rotation applied and transparent
-pixels on white. The paper's level is the median of a thin ring along the border (light noise smoothed
-first) and its spread (noise, uneven light) three robust standard deviations there; ink is what differs
-from the paper towards the picture's extremes (dark ink on light paper, or light on dark), less that
+**Ink** (``find_ink``, both recipes). Greyscale, with the camera's EXIF rotation applied, transparent
+pixels on white, 16-bit levels scaled, light noise smoothed. The ink is on the side of the picture's
+extremes farther from the border's median (dark ink on light paper, or light on dark). The paper's level
+is a quadratic surface fitted to a thin ring along the border, so light falling off across the page is
+paper too (``paper_level``: a digit touching the border is left out of the fit), and its spread is three
+robust standard deviations of the noise there; ink is what is darker than the paper by more than that
 spread, so the paper becomes exactly 0. The ink is then stretched so its 95th percentile is full ink:
 pencil and black ink look alike, as in the binarised scans both datasets came from.
 
