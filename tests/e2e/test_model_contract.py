@@ -83,6 +83,7 @@ def test_registered_pyfunc_reproduces_evaluate_from_raw_pixels(
     info = pyfunc.metadata
     assert info.get_input_schema().inputs[0].shape == (-1, 64)
     assert info.metadata["pixel_max"] == 16
+    assert info.metadata["image_recipe"] == "uci-digits"  # how `digitflow predict --source champion` converts
     assert (labels == expected["actual"].to_numpy()).all()
 
 

@@ -101,6 +101,10 @@ CHECKED_BY = {
     "digitflow predict my_seven.png --source champion --model sklearn": (
         MODEL + "test_predict_the_readme_files (`my_seven.png: 7 (probability P)` from sklearn's @champion)"
     ),
+    "digitflow predict photos/* --show seen": (
+        "test_predict_photos.py: the predictions fixture (200 photos of MNIST test digits, a blank page and a "
+        "grey wall; a line per file, warnings for the two, a view per file in seen/)"
+    ),
     "sudo apt-get install -y postgresql": "not run: a system install (.ci/run installs the same package)",
     'pip install -e ".[team]"': "not run: set-up (.ci/run installs the team extra)",
     "digitflow stack up": (

@@ -174,7 +174,7 @@ def test_preprocess_keeps_pixel_values_and_computes_no_statistics():
 
 
 def test_dataset_meta_json_round_trip():
-    meta = DatasetMeta("mnist", (28, 28), 70000, 255, 60000)
+    meta = DatasetMeta("mnist", (28, 28), 70000, 255, 60000, "mnist")
     data = meta.to_json()
     # JSON turns tuples into lists; from_json must give back an equal (hashable) meta.
     data["image_shape"] = list(data["image_shape"])

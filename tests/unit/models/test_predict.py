@@ -20,12 +20,12 @@ from digitflow.data.datasets import DatasetMeta
 from digitflow.models import sklearn_model, torch_model
 from digitflow.models.card import ModelCard
 from digitflow.models.folder import write_model_dir
-from digitflow.models.predict import local_predictor, read_images
+from digitflow.models.predict import convert_files, local_predictor, pixel_rows
 from tests.conftest import PROJECT_ROOT
 
-DIGITS = ModelCard("digits", (8, 8), 16)
-MNIST = ModelCard("mnist", (28, 28), 255)
-DIGITS_META = DatasetMeta("digits", (8, 8), 1797, 16, None)
+DIGITS = ModelCard("digits", (8, 8), 16, "uci-digits")
+MNIST = ModelCard("mnist", (28, 28), 255, "mnist")
+DIGITS_META = DatasetMeta("digits", (8, 8), 1797, 16, None, "uci-digits")
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,11 @@ def photo(size: tuple[int, int], seed: int) -> Image.Image:
     blurred = np.asarray(paper.filter(ImageFilter.GaussianBlur(max(0.5, width / 40))), dtype=np.float64)
     noisy = np.clip(blurred + rng.normal(0, 6, blurred.shape), 0, 255).astype(np.uint8)
     return Image.fromarray(noisy, mode="RGB")
+
+
+def read_images(files: list[Path], card: ModelCard) -> np.ndarray:
+    """The model's input rows for image files, as `digitflow predict` makes them."""
+    return pixel_rows(convert_files(files, card))
 
 
 def test_images_in_the_datasets_format_pass_through_unchanged(tmp_path: Path, digits) -> None:

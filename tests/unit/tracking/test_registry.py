@@ -181,14 +181,14 @@ def log_sklearn(model: LogisticRegression, **metadata: object) -> None:
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_the_champion_loads_as_a_predictor_with_its_card(store: Store, tiny_model) -> None:
     model, rows = tiny_model
-    meta = DatasetMeta("digits", (8, 8), 1797, 16, None)
+    meta = DatasetMeta("digits", (8, 8), 1797, 16, None, "uci-digits")
     mlflow.set_experiment(experiment_id=store.experiment_id)
     log_sklearn(model, **model_card(meta))
     promote("sklearn", version="1", force=True, client=store.client)
 
     predict, card = champion_predictor(champion_uri("sklearn"))
 
-    assert card == ModelCard("digits", (8, 8), 16)
+    assert card == ModelCard("digits", (8, 8), 16, "uci-digits")
     np.testing.assert_allclose(predict(rows), model.predict_proba(rows), rtol=1e-6)
 
 

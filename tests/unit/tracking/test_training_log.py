@@ -26,8 +26,8 @@ from digitflow.tracking.training_log import (
 from tests.conftest import PROJECT_ROOT
 from tests.unit.tracking.conftest import Store
 
-DIGITS = DatasetMeta("digits", (8, 8), 1797, 16, None)
-MNIST = DatasetMeta("mnist", (28, 28), 70_000, 255, 60_000)
+DIGITS = DatasetMeta("digits", (8, 8), 1797, 16, None, "uci-digits")
+MNIST = DatasetMeta("mnist", (28, 28), 70_000, 255, 60_000, "mnist")
 
 
 def one_hot(labels: np.ndarray, confidence: float = 0.91) -> np.ndarray:
