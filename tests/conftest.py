@@ -3,7 +3,9 @@ mirror of MNIST on 127.0.0.1 serving ``../shared/data/mnist`` (the four original
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +66,34 @@ def run(cwd: Path, *command: str, check: bool = True, **env: str) -> subprocess.
 
 
 @pytest.fixture(scope="session")
+def reproduced_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project after the README's `dvc repro` on the embedded digits, under umask 022 and one thread:
+    built once per test session (once per xdist worker) and never changed; tests get a copy of it with
+    ``copy_project``. Its output is in ``repro-output.txt`` beside it."""
+    from tests.support.readme import readme_command
+
+    project = make_project_copy(tmp_path_factory.mktemp("reproduced") / "project")
+    result = subprocess.run(
+        ["bash", "-c", readme_command("dvc repro")],
+        cwd=project,
+        env=pipeline_env(OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: os.umask(0o022),
+    )
+    assert result.returncode == 0, f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    (project.parent / "repro-output.txt").write_text(result.stdout + result.stderr)
+    return project
+
+
+def copy_project(source: Path, destination: Path) -> Path:
+    """A copy of a reproduced project with everything in it (git, DVC cache, outputs, MLflow store), file
+    modes kept. MLflow recorded its artifact folder as an absolute path, so the copy's new runs write
+    their artifacts beside the source's, which lives as long as the test session."""
+    return Path(shutil.copytree(source, destination, symlinks=True))
+
+
+@pytest.fixture(scope="session")
 def shared_mnist() -> Path:
     """The folder with the four original MNIST files; required in CI, skipped elsewhere if absent."""
     if not all((SHARED_MNIST / name).is_file() for name in ("train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")):
@@ -89,3 +119,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if E2E_DIR in item.path.parents:
             item.add_marker(pytest.mark.e2e)
+
+
+if importlib.util.find_spec("xdist") is not None:  # the hook exists only with pytest-xdist (the test extra)
+
+    def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+        """With `-n N`, a test file's tests stay on one worker: a module's reproduced project (its
+        module-scoped fixture) is built once, not once per worker."""
+        from xdist.scheduler import LoadFileScheduling
+
+        return LoadFileScheduling(config, log)

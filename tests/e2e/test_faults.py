@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from digitflow.core.ports import free_port
-from tests.conftest import make_project_copy, pipeline_env, run
+from tests.conftest import pipeline_env, run
 from tests.support.project import set_params
 
 pytestmark = pytest.mark.e2e
@@ -34,19 +34,10 @@ HEAVY_MODULES = ("torch", "torchvision", "mlflow", "sklearn", "matplotlib")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The digits project after one full `dvc repro`, run under umask 022."""
-    project = make_project_copy(tmp_path_factory.mktemp("faults") / "project")
-    result = subprocess.run(
-        ["dvc", "repro"],
-        cwd=project,
-        env=pipeline_env(),
-        capture_output=True,
-        text=True,
-        preexec_fn=lambda: os.umask(0o022),
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return project
+def built(reproduced_digits: Path) -> Path:
+    """The digits project after one full `dvc repro`, run under umask 022 (the session's; copied, never
+    changed, by each test that damages something)."""
+    return reproduced_digits
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ UI_BROWSER = "test_pipeline.py::test_digitflow_ui_opens_the_comparison_in_a_brow
 EXPERIMENT = "test_pipeline.py::test_readme_experiment_reruns_only_the_stages_that_read_the_setting"
 MODEL = "test_model_contract.py::"
 FIRST_HOUR = "test_first_hour.py::"
+GRID = FIRST_HOUR + "test_the_readme_grid_on_two_workers_lands_in_mlflow (a plain install)"
 TEAM = "test_team.py::"
 TEAM_RUN = "test_team.py: the team_project fixture (these three lines in one shell; runs reach the server)"
 FRESH_CLONE = TEAM + "test_dvc_push_then_a_fresh_clone_pulls_and_reproduces_nothing"
@@ -61,18 +62,11 @@ CHECKED_BY = {
         FIRST_HOUR + "test_mnist_end_to_end_from_a_local_mirror (DIGITFLOW_MNIST_MIRRORS set to the mirror)"
     ),
     "digitflow pr-report --base main": "test_pr_report.py::test_weaker_model_fails_the_gate_with_a_full_comment",
-    "dvc exp run --queue -S 'train_torch.lr=0.001,0.01' -S 'train_sklearn.C=0.1,10'": (
-        "test_experiments.py::test_queued_experiments_land_in_the_repository_store"
-    ),
-    "dvc queue start -j 2": (
-        "test_experiments.py::test_queued_experiments_land_in_the_repository_store; "
-        + FIRST_HOUR
-        + "test_a_queued_grid_on_two_workers_lands_in_mlflow (a plain install)"
-    ),
+    "dvc exp run --queue -S 'train_torch.lr=0.001,0.01' -S 'train_sklearn.C=0.1,10'": GRID,
+    "dvc queue start -j 2": GRID,
     "dvc exp show --sort-by torch.test_accuracy --sort-order desc --keep "
-    "'Experiment|(sklearn|torch)\\.(test_accuracy|mlflow_run_id)|train_torch\\.lr$|train_sklearn\\.C$' --drop '.*'": (
-        "test_experiments.py::test_queued_experiments_land_in_the_repository_store"
-    ),
+    "'Experiment|(sklearn|torch)\\.(test_accuracy|mlflow_run_id)|train_torch\\.lr$|train_sklearn\\.C$' "
+    "--drop '.*'": GRID,
     # Not run by the tests: minutes of MNIST training and several clean `dvc repro`s. Its --quick form
     # below runs the same code on small inputs.
     "python benchmarks/run.py": "not run: the full benchmark (minutes); --quick runs the same code",
