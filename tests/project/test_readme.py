@@ -56,7 +56,7 @@ CHECKED_BY = {
     ),
     # The test commands themselves: a test does not run the suite it is part of.
     'pytest -m "not e2e"': "not run by a test: the edit loop (a subset of what .ci/run runs)",
-    "pytest": "not run by a test: .ci/run, the README's test command",
+    "pytest -n auto": "not run by a test: .ci/run, the README's test command",
     # A placeholder path: the MNIST test runs the same command with the variable set to its local mirror.
     "DIGITFLOW_MNIST_MIRRORS=/path/to/folder dvc exp run -S data.dataset=mnist": (
         FIRST_HOUR + "test_mnist_end_to_end_from_a_local_mirror (DIGITFLOW_MNIST_MIRRORS set to the mirror)"
