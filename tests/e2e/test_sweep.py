@@ -276,7 +276,7 @@ def test_digitflow_ui_shows_the_study_trials_best_first(local_sweep: tuple[Path,
     runs of the model it optimised (torch), best objective first, and that model's searched params as columns,
     in the terminal and in a browser ("Model training" selected), their parallel coordinates among the charts."""
     project, _ = local_sweep
-    study = optuna.load_study(study_name=README_STUDY, storage=f"sqlite:///{project / 'optuna.db'}")
+    study = load_study(f"sqlite:///{project / 'optuna.db'}")
     runs = [r for r in study_runs(project, README_STUDY) if r.data.tags["digitflow.model"] == "torch"]
     names = {r.info.run_name for r in runs}
     space = load_config(project / "sweep.yaml").space
