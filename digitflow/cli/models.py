@@ -56,7 +56,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from digitflow.models.predict import convert_files, local_predictor, pixel_rows
+    from digitflow.models.predict import convert_files, local_predictor, pixel_rows, predicted_classes
 
     missing = [str(f) for f in args.images if not Path(f).is_file()]
     if missing:
@@ -71,9 +71,8 @@ def _predict(args: argparse.Namespace) -> None:
         predictor, card = local_predictor(args.model)
     conversions = convert_files(args.images, card)
     proba = predictor(pixel_rows(conversions))
-    for file, row in zip(args.images, proba, strict=True):
-        digit = int(row.argmax())
-        print(f"{file}: {digit} (probability {row[digit]:.3f})")
+    for file, (name, probability) in zip(args.images, predicted_classes(proba, card), strict=True):
+        print(f"{file}: {name} (probability {probability:.3f})")
     if args.show:
         from digitflow.models.views import write_views
 
@@ -97,7 +96,7 @@ def register(commands: Any) -> None:
     serve.add_argument("--port", type=int, default=5001)
     serve.set_defaults(handler=_serve)
 
-    predict = commands.add_parser("predict", help="predict the digit in image files (PNG, JPEG)")
+    predict = commands.add_parser("predict", help="predict the class (the digit) of image files (PNG, JPEG)")
     predict.add_argument("images", nargs="+", type=Path)
     predict.add_argument("--model", choices=models, default="torch")
     predict.add_argument(

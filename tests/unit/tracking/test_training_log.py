@@ -12,7 +12,7 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
 from digitflow.core.params import load_params
-from digitflow.data.datasets import DatasetMeta
+from digitflow.data.datasets import DIGIT_CLASSES, DatasetMeta
 from digitflow.evaluation.metrics import confusion, summary_metrics
 from digitflow.models.card import model_card
 from digitflow.tracking.runs import RunInfo
@@ -97,8 +97,8 @@ def test_the_confusion_matrix_is_logged_as_json_and_heatmap(store: Store) -> Non
     predicted = labels.copy()
     predicted[:4] = 7
     with mlflow.start_run(experiment_id=store.experiment_id) as run:
-        matrix = log_confusion_matrix(labels, predicted, "val", "torch")
-    np.testing.assert_array_equal(matrix, confusion(labels, predicted))
+        matrix = log_confusion_matrix(labels, predicted, "val", "torch", DIGIT_CLASSES)
+    np.testing.assert_array_equal(matrix, confusion(labels, predicted, 10))
     run_id = run.info.run_id
     names = sorted(artifact.path for artifact in store.client.list_artifacts(run_id))
     assert names == ["val_confusion_matrix.json", "val_confusion_matrix.png"]
