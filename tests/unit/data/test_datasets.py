@@ -11,13 +11,15 @@ from sklearn.model_selection import train_test_split
 from digitflow.core.errors import ParamsError
 from digitflow.core.params import SplitParams
 from digitflow.data.datasets import (
-    N_CLASSES,
+    DIGIT_CLASSES,
     DatasetMeta,
     flatten_images,
     load_digits_images,
     preprocess_images,
     split_indices,
 )
+
+N_CLASSES = len(DIGIT_CLASSES)
 
 
 @pytest.fixture(scope="module")
