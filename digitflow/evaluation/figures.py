@@ -40,7 +40,9 @@ def image_grid(
         raise ValueError(f"got {len(images)} images but {len(titles)} titles")
     nrows, ncols = _grid(max(len(images), 1), ncols)
     lines = max((caption.count("\n") + 1 for caption in titles), default=1)
-    figure = Figure(figsize=(1.2 * ncols, (1.2 + 0.15 * lines) * nrows + (0.4 if title else 0)))
+    # Constrained layout keeps two-line captions clear of the title above them.
+    height = (1.2 + 0.2 * lines) * nrows + (0.5 if title else 0)
+    figure = Figure(figsize=(max(1.2 * ncols, 3.0 if title else 0), height), layout="constrained")
     axes = np.atleast_1d(figure.subplots(nrows, ncols, squeeze=False).ravel())
     for index, ax in enumerate(axes):
         ax.set_axis_off()
@@ -57,7 +59,7 @@ def confusion_heatmap(matrix: np.ndarray, labels: Sequence[str], title: str) -> 
     """Counts with actual classes as rows and predictions as columns, each cell annotated.
 
     Up to 12 classes at the usual size; beyond, a third of an inch per class and smaller numbers. Names
-    longer than a digit or two are written upwards under the columns."""
+    too long to sit side by side under the columns are written upwards."""
     matrix = np.asarray(matrix)
     n = len(labels)
     if matrix.shape != (n, n):
@@ -70,7 +72,7 @@ def confusion_heatmap(matrix: np.ndarray, labels: Sequence[str], title: str) -> 
     image = ax.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     ticks = np.arange(n)
-    ax.set_xticks(ticks, names, rotation=90 if longest > 2 else 0)
+    ax.set_xticks(ticks, names, rotation=90 if longest > 2 and longest * n > 40 else 0)
     ax.set_yticks(ticks, names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
@@ -127,7 +129,8 @@ def coefficient_images(
     limit = float(np.abs(coef).max()) or 1.0
     nrows, ncols = _grid(len(coef), 10)
     aspect = width / height
-    figure = Figure(figsize=(max(4.0, 1.3 * ncols * min(2.0, max(0.5, aspect))), 1.8 * nrows))
+    figure_width = max(4.0, 1.3 * ncols * min(2.0, max(0.5, aspect)))
+    figure = Figure(figsize=(figure_width, 1.8 * nrows + 0.4), layout="constrained")
     axes = np.atleast_1d(figure.subplots(nrows, ncols, squeeze=False).ravel())
     for index, ax in enumerate(axes):
         ax.set_axis_off()
