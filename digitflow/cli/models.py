@@ -34,7 +34,8 @@ def serve_command(model: str, host: str, port: int) -> list[str]:
             "--env-manager", "local"]  # fmt: skip
 
 
-def _serve(args: argparse.Namespace) -> None:
+def _require_champion(model: str) -> str:
+    """The store's URI, once it is known that ``model`` has a @champion (one message, not MLflow's traceback)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -42,15 +43,25 @@ def _serve(args: argparse.Namespace) -> None:
     from digitflow.tracking.store import tracking_uri
 
     uri = tracking_uri()
-    name = REGISTERED_MODELS[args.model]
+    name = REGISTERED_MODELS[model]
     try:
         mlflow.MlflowClient(uri).get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         raise DigitflowError(
-            f"{name} has no @{CHAMPION} in {uri}: promote a version first (`digitflow promote {args.model}`)"
+            f"{name} has no @{CHAMPION} in {uri}: promote a version first (`digitflow promote {model}`)"
         ) from None
+    return uri
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from digitflow.tracking.registry import CHAMPION
+
+    uri = _require_champion(args.model)
     command = serve_command(args.model, args.host, args.port)
-    print(f"serving {name}@{CHAMPION} on http://{args.host}:{args.port}/invocations", file=sys.stderr)
+    print(
+        f"serving {REGISTERED_MODELS[args.model]}@{CHAMPION} on http://{args.host}:{args.port}/invocations",
+        file=sys.stderr,
+    )
     sys.stderr.flush()
     os.execvpe(command[0], command, {**os.environ, "MLFLOW_TRACKING_URI": uri})
 
@@ -63,9 +74,8 @@ def _predict(args: argparse.Namespace) -> None:
         raise DigitflowError(f"no such image file: {', '.join(missing)}")
     if args.source == "champion":
         from digitflow.tracking.registry import champion_predictor, champion_uri
-        from digitflow.tracking.store import tracking_uri
 
-        os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri())
+        os.environ.setdefault("MLFLOW_TRACKING_URI", _require_champion(args.model))
         predictor, card = champion_predictor(champion_uri(args.model))
     else:
         predictor, card = local_predictor(args.model)

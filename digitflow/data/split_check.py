@@ -59,10 +59,10 @@ def check_class_sizes(labels: np.ndarray, class_names: tuple[str, ...], test_siz
     needed = images_needed_per_class(len(labels), test_size)
     small = [f"{class_names[index]!r} ({counts[index]})" for index in np.flatnonzero(counts < needed)]
     if small:
-        which = "class has" if len(small) == 1 else "classes have"
+        which = "this class has" if len(small) == 1 else "these classes have"
         raise ParamsError(
             f"too few images: with split.test_size = {test_size}, each class needs at least {needed} images (one or "
-            f"more to test, two of the rest to train and validate), and these {which} fewer: {', '.join(small)}. "
+            f"more to test, two of the rest to train and validate), and {which} fewer: {', '.join(small)}. "
             "Add images of them, or leave their folders out of data.folder"
         )
 
