@@ -116,10 +116,10 @@ def list_folder(folder: Path) -> Listing:
             f"{folder}: these class folders hold no files: {', '.join(empty)}. Add images to them, or remove them"
         )
     if len(class_dirs) < MIN_CLASSES:
-        found = f"one ({class_dirs[0].name})" if class_dirs else "none"
+        found = f"one class folder ({class_dirs[0].name})" if class_dirs else "no class folder"
         raise DataError(
-            f"{folder} has {found} class folder; a classifier needs at least {MIN_CLASSES}: put each class's "
-            "images in a subfolder named after the class"
+            f"{folder} has {found}; a classifier needs at least {MIN_CLASSES}: put each class's images in a "
+            "subfolder named after the class"
         )
     outside = [entry for entry in entries if not entry.is_dir()]
     return Listing(tuple(entry.name for entry in class_dirs), files, outside)

@@ -269,7 +269,7 @@ def folder_image(ink: Ink, image_shape: tuple[int, int], centre_ink: bool = Fals
         picture = _fit_into(ink.coverage, height, width)
         top, left = (height - picture.shape[0]) // 2, (width - picture.shape[1]) // 2
         frame[top : top + picture.shape[0], left : left + picture.shape[1]] = picture
-        return frame
+        return frame / frame.max() if frame.any() else frame  # full contrast again after averaging
     if not ink.found():
         return frame
     shape = _fit_into(ink.coverage[_ink_box(ink.coverage)], max(1, round(height * 5 / 7)), max(1, round(width * 5 / 7)))

@@ -60,6 +60,7 @@ def digits_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "fetch",
         "preprocess",
         "split",
+        "check",
         "train_sklearn",
         "train_torch",
         "evaluate",

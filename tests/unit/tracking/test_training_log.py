@@ -132,3 +132,17 @@ def test_a_model_logged_with_these_args_gives_the_run_record(store: Store) -> No
     assert loaded.metadata.metadata == model_card(DIGITS)
     assert loaded.metadata.signature.inputs.inputs[0].shape == (-1, 64)
     np.testing.assert_allclose(loaded.predict(example), model.predict_proba(example), rtol=1e-6)
+
+
+def test_a_folders_model_states_its_classes_and_their_number_in_the_signature() -> None:
+    shapes = DatasetMeta("folder", (24, 32), 160, 255, None, "folder", ("circle", "cross", "square"), {"ink": "dark"})
+    example = np.zeros((2, 24 * 32), dtype=np.float32)
+    args = model_log_args("torch", shapes, example, one_hot(np.arange(2))[:, :3])
+    (outputs,) = args["signature"].outputs.inputs
+    assert outputs.shape == (-1, 3)
+    card = args["metadata"]
+    assert card["class_names"] == ["circle", "cross", "square"]
+    assert (card["image_shape"], card["pixel_max"], card["image_recipe"]) == ([24, 32], 255, "folder")
+    assert card["recipe_options"] == {"ink": "dark"}
+    with pytest.raises(ValueError, match=r"expected probabilities of shape \(2, 3\), got \(2, 10\)"):
+        model_log_args("torch", shapes, example, one_hot(np.arange(2)))
