@@ -5,12 +5,8 @@ classes, `digitflow predict` prints a class name and the served model's columns 
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -23,6 +19,7 @@ from PIL import Image
 from digitflow.models.card import ModelCard
 from digitflow.models.predict import convert_image
 from tests.conftest import make_project_copy, pipeline_env, run
+from tests.support.http import invocations, model_server
 from tests.support.own_images import CLASSES
 from tests.support.readme import readme_command
 
@@ -172,34 +169,7 @@ def test_the_served_model_answers_in_the_order_of_its_class_names(
     proba = np.asarray(pyfunc.predict(rows.astype(np.float32)))
     assert [card.class_names[i] for i in proba.argmax(axis=1)] == CLASSES
 
-    server = subprocess.Popen(
-        ["bash", "-c", readme_command("digitflow serve torch")],
-        cwd=project,
-        env=pipeline_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{SERVED_PORT}/ping", timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None, server.stdout.read()
-                assert time.monotonic() < deadline, "the model server did not start in 120 s"
-                time.sleep(1)
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{SERVED_PORT}/invocations",
-            data=json.dumps({"inputs": rows.tolist()}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            served = np.asarray(json.loads(response.read())["predictions"])
+    with model_server(["bash", "-c", readme_command("digitflow serve torch")], project, pipeline_env(), SERVED_PORT):
+        served = np.asarray(invocations(SERVED_PORT, rows.tolist()))
         assert served.shape == (4, 4)
         np.testing.assert_allclose(served, proba, atol=1e-6)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
