@@ -6,8 +6,9 @@ torchvision's ``ImageFolder`` and Keras' ``image_dataset_from_directory``), read
       square/  a.png  photos/b.jpeg  ...     (files in deeper folders belong to their top folder's class)
 
 Classes are sorted by name, so label i is the i-th name, as ``ImageFolder`` numbers them. Names starting
-with a dot (``.DS_Store``, ``.ipynb_checkpoints``) are ignored, as ``ls`` does; files at the top level
-belong to no class and are listed as left out. Every other file must be a PNG or JPEG image (by its
+with a dot (``.DS_Store``, ``.ipynb_checkpoints``) are ignored, as ``ls`` does, and so are the files
+Windows leaves in picture folders (``Thumbs.db``, ``desktop.ini``); files at the top level belong to no
+class and are listed as left out. Every other file must be a PNG or JPEG image (by its
 content, not its name): ``open_image`` is the one place a file is opened, and one that fails is listed
 with the reason. Each picture is described by what it is (size, mode, format) and by a hash of its
 decoded pixels, upright and in RGBA: the same picture saved again (another PNG compression, metadata,
@@ -38,6 +39,8 @@ IMAGE_FORMATS = ("PNG", "JPEG")
 # The file's first bytes, checked before Pillow tries its whole list of formats on a file that is none.
 SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
 MIN_CLASSES = 2
+# What file managers write into picture folders by themselves: never the user's pictures, never an error.
+SYSTEM_FILES = ("thumbs.db", "desktop.ini")
 
 
 class UnreadableImageError(Exception):
@@ -88,7 +91,7 @@ class Listing:
 
 
 def _visible(name: str) -> bool:
-    return not name.startswith(".")
+    return not name.startswith(".") and name.lower() not in SYSTEM_FILES
 
 
 def _files_under(folder: Path) -> Iterator[Path]:

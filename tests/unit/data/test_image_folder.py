@@ -37,6 +37,8 @@ def test_classes_are_the_sorted_subfolders_and_files_in_deeper_folders_belong_to
     (folder / "moth" / "night").mkdir()
     grey(9).save(folder / "moth" / "night" / "late.png")
     (folder / "moth" / ".DS_Store").write_bytes(b"\x00")
+    (folder / "moth" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")  # Windows' thumbnails: not a picture
+    (folder / "zebra" / "desktop.ini").write_text("[.ShellClassInfo]")
     (folder / ".cache").mkdir()  # hidden: not a class
     (folder / "README.md").write_text("about these pictures")
     listing = list_folder(folder)
