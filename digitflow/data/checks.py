@@ -211,6 +211,8 @@ def findings(summary: Mapping[str, Any]) -> list[str]:
             f"{balance['ratio']:g} times the {classes[balance['smallest']]['images']} of {balance['smallest']!r}; "
             f"consider {BALANCED}"
         )
+    if not found:
+        found.append("no duplicates, no leakage between the parts of the split, no unbalanced classes")
     if summary["unreadable_left_out"]:
         unreadable = _plural(len(summary["unreadable_left_out"]), "unreadable file")
         found.append(f"{unreadable} left out (data.skip_unreadable)")
@@ -225,8 +227,6 @@ def findings(summary: Mapping[str, Any]) -> list[str]:
             f"{blank} with no ink found (blank to the recipe; check data.ink), "
             f"e.g. {', '.join(summary['no_ink']['examples'][:3])}"
         )
-    if not found:
-        found.append("no duplicates, no leakage between the parts of the split, no unbalanced classes")
     described = "; ".join(
         _described(key, counts, summary["seen_distinct"][key], summary["size_range"])
         for key, counts in summary["seen"].items()

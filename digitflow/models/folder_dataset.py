@@ -92,6 +92,6 @@ def write_folder_dataset(images: FolderImages, data: DataParams, raw_dir: Path) 
         len(images.class_names),
         ", ".join(images.class_names),
         *data.image_size,
-        f"; {len(images.unreadable)} unreadable files left out" if images.unreadable else "",
-        f"; no ink found in {no_ink} (check data.ink)" if no_ink else "",
+        f"; unreadable files left out: {len(images.unreadable)}" if images.unreadable else "",
+        f"; pictures with no ink found: {no_ink} (check data.ink)" if no_ink else "",
     )

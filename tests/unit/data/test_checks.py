@@ -126,7 +126,8 @@ def test_what_was_left_out_is_listed() -> None:
         },
     )  # fmt: skip
     assert summary["unreadable_left_out"] == [{"path": "cat/x.txt", "reason": "not a PNG or JPEG file"}]
-    assert summary["findings"][:3] == [
+    assert summary["findings"][:4] == [
+        "no duplicates, no leakage between the parts of the split, no unbalanced classes",
         "1 unreadable file left out (data.skip_unreadable)",
         "1 file outside any class folder left out (README.md)",
         "1 picture with no ink found (blank to the recipe; check data.ink), e.g. dog/0.png",
