@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from digitflow.core.errors import DataError
 from digitflow.core.io import atomic_dir
 
 SHAPES = ("circle", "cross", "square", "triangle")
@@ -77,11 +78,17 @@ def draw_symbol(shape: str, seed: int) -> tuple[object, str]:
     return picture, "JPEG" if rng.random() < 1 / 6 else "PNG"
 
 
-def make_example_folder(destination: Path, per_class: int = PER_CLASS, seed: int = SEED) -> list[Path]:
-    """``destination/<shape>/<shape>-NNN.png`` (or ``.jpg``), ``per_class`` pictures of each shape; the
-    folder is replaced whole, so it never holds pictures of an earlier call."""
+def make_example_folder(
+    destination: Path, per_class: int = PER_CLASS, seed: int = SEED, replace: bool = False
+) -> list[Path]:
+    """``destination/<shape>/<shape>-NNN.png`` (or ``.jpg``), ``per_class`` pictures of each shape, written
+    whole or not at all. A folder that holds anything is refused (it may be someone's pictures) unless
+    ``replace``, which replaces it whole, so it never mixes pictures of two calls."""
     if per_class < 1:
         raise ValueError(f"per_class must be at least 1, got {per_class}")
+    destination = Path(destination)
+    if not replace and destination.exists() and any(destination.iterdir()):
+        raise DataError(f"{destination} is not empty: write the example into a new folder, or replace it (--replace)")
     written = []
     with atomic_dir(Path(destination)) as staging:
         for number, shape in enumerate(SHAPES):

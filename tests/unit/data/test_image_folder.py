@@ -178,3 +178,15 @@ def test_the_example_folder_is_the_same_every_time_and_as_messy_as_promised(tmp_
     for path in first:
         relative = path.relative_to(tmp_path / "one")
         assert np.array_equal(np.asarray(open_image(path)), np.asarray(open_image(shipped / relative))), relative
+
+
+def test_the_example_never_overwrites_pictures_unless_asked(tmp_path: Path) -> None:
+    mine = make_folder(tmp_path / "images", {"cat": 1})
+    with pytest.raises(DataError, match=r"images is not empty: write the example into a new folder, or replace it"):
+        make_example_folder(mine, per_class=1)
+    assert (mine / "cat" / "0.png").is_file()
+    written = make_example_folder(mine, per_class=1, replace=True)
+    assert sorted(path.parent.name for path in written) == sorted(SHAPES)
+    assert not (mine / "cat").exists()
+    (tmp_path / "empty").mkdir()
+    assert len(make_example_folder(tmp_path / "empty", per_class=2)) == 8
