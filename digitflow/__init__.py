@@ -4,7 +4,7 @@ The package is layered; data flows one way, and a module imports only from its o
 before it (``tests/project/test_layers.py`` holds the rule):
 
     core        errors, paths, params, atomic I/O, the stage shell, shared names, git, processes
-    data        datasets, the split, the MNIST download                       (imports core)
+    data        datasets, the split, the MNIST download, picture folders, checks (imports core)
     models      the two models, their card and folder, predicting image files (core, data)
     evaluation  metrics, figures, the evaluation log and workbook             (core .. models)
     tracking    the MLflow store, runs, faults, records, registry             (core .. evaluation)

@@ -11,7 +11,7 @@ from digitflow.core.io import atomic_dir, atomic_path, save_figure, write_json, 
 from digitflow.core.names import MODEL_NAMES, model_title
 from digitflow.core.params import load_params
 from digitflow.core.shell import run_stage
-from digitflow.data.datasets import CLASS_NAMES, load_meta, load_split
+from digitflow.data.datasets import load_meta, load_split
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def main() -> None:
 
     from digitflow.evaluation.evaluate import evaluate_model, evaluation_log
     from digitflow.evaluation.figures import confusion_heatmap
-    from digitflow.evaluation.metrics import confusion_record
+    from digitflow.evaluation.metrics import confusion_record, per_class_metrics
     from digitflow.evaluation.workbook import write_workbook
     from digitflow.tracking.evaluation_runs import TestResults, log_test_results, target_run
     from digitflow.tracking.faults import store_errors
@@ -42,16 +42,19 @@ def main() -> None:
 
     meta = load_meta()
     test = load_split("test")
-    evaluations = [evaluate_model(m, test.labels, predict_test_proba(m, test.features)) for m in MODEL_NAMES]
+    evaluations = [
+        evaluate_model(m, test.labels, predict_test_proba(m, test.features), meta.class_names) for m in MODEL_NAMES
+    ]
 
     client = mlflow.MlflowClient(tracking_uri())
     test_set = dataset_input(test.features, test.labels, meta.dataset, "test")
     with atomic_dir(paths.EVALUATION_DIR) as out:
         for evaluation in evaluations:
             name = evaluation.model
-            heatmap = confusion_heatmap(evaluation.confusion, CLASS_NAMES, f"{model_title(name)}: test set")
+            heatmap = confusion_heatmap(evaluation.confusion, meta.class_names, f"{model_title(name)}: test set")
             save_figure(heatmap, out / paths.confusion_png(name).name)
-            write_json(out / paths.confusion_json(name).name, confusion_record(evaluation.confusion))
+            record = confusion_record(evaluation.confusion, meta.class_names)
+            write_json(out / paths.confusion_json(name).name, record)
             evaluation.predictions.to_csv(out / paths.predictions_csv(name).name, float_format="%.6f")
             evaluation.per_class.to_csv(out / f"classification_report_{name}.csv", float_format="%.6f")
             info = read_run_info(name)
@@ -60,9 +63,10 @@ def main() -> None:
                 meta.dataset,
                 test_set,
                 evaluation.metrics,
-                confusion_record(evaluation.confusion),
+                record,
                 heatmap,
                 evaluation.per_class,
+                per_class_metrics(evaluation.per_class, meta.class_names),
             )
             with store_errors(client.tracking_uri, f"logging {name}'s test results; no output was written"):
                 target = target_run(client, info, params.tracking.experiment, name, meta.dataset)

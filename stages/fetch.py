@@ -1,7 +1,9 @@
 """Stage fetch: put the raw dataset under data/raw/.
 
 digits: scikit-learn's bundled images, no network. mnist: the four original files through torchvision's
-checksummed download, from ``fetch.mirrors`` or ``$DIGITFLOW_MNIST_MIRRORS``.
+checksummed download, from ``fetch.mirrors`` or ``$DIGITFLOW_MNIST_MIRRORS``. folder: every picture of
+``data.folder`` (its dependency in dvc.yaml), checked and brought to ``data.image_size`` by the folder
+recipe, as ``digitflow predict`` will bring a picture for the model.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ def main() -> None:
             images, labels = load_digits_images()
             save_arrays(raw_dir / paths.RAW_DIGITS_FILE.name, images=images, labels=labels)
             log.info("saved %d digits images to %s", len(images), paths.RAW_DIGITS_FILE)
+        elif params.data.dataset == "folder":
+            from digitflow.models.folder_dataset import read_folder_dataset, write_folder_dataset
+
+            log.info("reading the pictures in %s", params.data.folder)
+            write_folder_dataset(read_folder_dataset(params.data), params.data, raw_dir)
         else:
             from digitflow.data.mnist import download_mnist, resolve_mirrors
 

@@ -11,8 +11,8 @@ import logging
 import numpy as np
 
 from digitflow.core import paths
-from digitflow.core.inputs import reading
-from digitflow.core.io import atomic_dir, save_array, write_json
+from digitflow.core.inputs import read, reading
+from digitflow.core.io import atomic_dir, read_json, save_array, write_json
 from digitflow.core.params import load_params
 from digitflow.core.shell import run_stage
 from digitflow.data.datasets import IMAGE_RECIPES, PIXEL_MAX, DatasetMeta, preprocess_images
@@ -23,9 +23,16 @@ log = logging.getLogger(__name__)
 def main() -> None:
     params = load_params()
     dataset = params.data.dataset
+    described: dict = {}  # a folder's class names and recipe options; digits and MNIST have fixed ones
     if dataset == "digits":
         with reading(paths.RAW_DIGITS_FILE), np.load(paths.RAW_DIGITS_FILE) as raw:
             images, labels = raw["images"], raw["labels"]
+        test_start = None
+    elif dataset == "folder":
+        with reading(paths.RAW_FOLDER_IMAGES_FILE), np.load(paths.RAW_FOLDER_IMAGES_FILE) as raw:
+            images, labels = raw["images"], raw["labels"]
+        folder = read(paths.RAW_FOLDER_META_FILE, read_json)
+        described = {"class_names": tuple(folder["class_names"]), "recipe_options": folder["recipe_options"]}
         test_start = None
     else:
         from digitflow.data.mnist import load_mnist_images
@@ -41,12 +48,19 @@ def main() -> None:
         pixel_max=PIXEL_MAX[dataset],
         predefined_test_start=test_start,
         image_recipe=IMAGE_RECIPES[dataset],
+        **described,
     )
     with atomic_dir(paths.PROCESSED_DIR) as out:
         save_array(out / paths.FEATURES_FILE.name, features)
         save_array(out / paths.LABELS_FILE.name, labels)
         write_json(out / paths.PROCESSED_META_FILE.name, meta.to_json())
-    log.info("%d images -> %s float32 features (pixels 0..%d)", len(images), features.shape, meta.pixel_max)
+    log.info(
+        "%d images of %d classes -> %s float32 features (pixels 0..%d)",
+        len(images),
+        meta.n_classes,
+        features.shape,
+        meta.pixel_max,
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,14 @@ def main() -> None:
     import pandas as pd
 
     from digitflow.evaluation.figures import coefficient_images, image_grid, learning_curves
-    from digitflow.reporting.report import ReportInputs, build_report, misclassified
+    from digitflow.reporting.report import (
+        ReportInputs,
+        build_report,
+        caption,
+        misclassified,
+        mistake_captions,
+        samples_per_class,
+    )
     from digitflow.tracking.records import read_training_summary
 
     meta = load_meta()
@@ -41,17 +48,24 @@ def main() -> None:
             save_figure(figure, out / f"{key}.png")
             relative[key] = f"{paths.FIGURES_DIR.name}/{key}.png"
 
-        samples = train_rows[:N_SAMPLES]
-        save("samples", image_grid(images[samples], [f"label {labels[i]}" for i in samples], title="Training images"))
+        names = meta.class_names
+        samples = samples_per_class(labels, train_rows, meta.n_classes, N_SAMPLES)
+        titles = [caption("label", names[labels[i]]) for i in samples]
+        save("samples", image_grid(images[samples], titles, title="Training images, class by class"))
         history = read(paths.TORCH_HISTORY_FILE, pd.read_csv)
         save("learning_curves", learning_curves(history))
         for model in MODEL_NAMES:
             relative[f"confusion_{model}"] = str(paths.confusion_png(model).relative_to(paths.REPORTS_DIR))
-            predictions = read(paths.predictions_csv(model), pd.read_csv, index_col="test_index")
+            predictions = read(
+                paths.predictions_csv(model),
+                pd.read_csv,
+                index_col="test_index",
+                dtype={"actual": str, "predicted": str},
+            )
             n_wrong[model] = int((predictions["actual"] != predictions["predicted"]).sum())
             wrong = misclassified(predictions, N_MISCLASSIFIED)
             rows = test_rows[wrong.index.to_numpy()]
-            titles = [f"pred {p} / true {a}" for p, a in zip(wrong["predicted"], wrong["actual"], strict=True)]
+            titles = mistake_captions(wrong["predicted"], wrong["actual"])
             save(
                 f"misclassified_{model}",
                 image_grid(
@@ -62,7 +76,8 @@ def main() -> None:
                 ),
             )
             coef = read_npz(paths.coef_file(model))["coef"]
-            save(f"coefficients_{model}", coefficient_images(coef, meta.image_shape, model_title(model)))
+            figure = coefficient_images(coef, meta.image_shape, model_title(model), meta.class_names)
+            save(f"coefficients_{model}", figure)
     inputs = ReportInputs(
         dataset=meta.dataset,
         image_shape=meta.image_shape,
@@ -73,6 +88,7 @@ def main() -> None:
         train_metrics={model: read_training_summary(model) for model in MODEL_NAMES},
         figures=relative,
         n_misclassified=n_wrong,
+        data_check=read(paths.DATA_CHECK_FILE, read_json),
     )
     write_text(paths.REPORT_FILE, build_report(inputs))
     log.info("wrote %s with %d figures", paths.REPORT_FILE, len(relative))

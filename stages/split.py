@@ -21,7 +21,7 @@ def main() -> None:
     meta = load_meta()
     with reading(paths.LABELS_FILE):
         labels = np.load(paths.LABELS_FILE)
-    split = split_indices(labels, params.split, meta.predefined_test_start)
+    split = split_indices(labels, params.split, meta.predefined_test_start, meta.class_names)
     save_arrays(paths.SPLIT_INDICES_FILE, train=split.train, val=split.val, test=split.test)
     log.info("train %d, validation %d, test %d images", len(split.train), len(split.val), len(split.test))
 

@@ -7,7 +7,7 @@ import time
 from functools import partial
 
 from digitflow.core import paths
-from digitflow.core.params import load_params
+from digitflow.core.params import check_solver, load_params
 from digitflow.core.shell import run_stage
 from digitflow.data.datasets import load_meta, load_split
 
@@ -18,6 +18,7 @@ MODEL = "sklearn"
 def main() -> None:
     params = load_params()
     meta = load_meta()
+    check_solver(params.train_sklearn.solver, meta.class_names)  # liblinear: two classes only
     train, val = load_split("train"), load_split("val")
     # Heavy imports only once the params and inputs are known to be good: mistakes show in a second.
     import mlflow
@@ -57,7 +58,7 @@ def main() -> None:
         metrics = fit_metrics(train.labels, model.predict_proba(train.features), val.labels, val_proba)
         metrics.update(fit_seconds=round(fit_seconds, 4), n_iter=int(classifier(model).n_iter_.max()))
         mlflow.log_metrics(metrics)
-        log_confusion_matrix(val.labels, val_proba.argmax(axis=1), "val", MODEL)
+        log_confusion_matrix(val.labels, val_proba.argmax(axis=1), "val", MODEL, meta.class_names)
         example = val.features[:5]
         # The pickle format is chosen and documented (sklearn_model.py): MLflow's warning would repeat it.
         logging.getLogger("mlflow.sklearn").addFilter(lambda record: "pickle or cloudpickle" not in record.getMessage())

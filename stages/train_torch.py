@@ -59,7 +59,7 @@ def main() -> None:
         log.info("training on %s: %d images x %d pixels", device, *train.features.shape)
         started = time.perf_counter()
         result = train_logistic_regression(
-            train.features, train.labels, val.features, val.labels, params.train_torch, device
+            train.features, train.labels, val.features, val.labels, params.train_torch, device, n_classes=meta.n_classes
         )
         train_seconds = time.perf_counter() - started
         model = result.model.cpu()
@@ -69,7 +69,7 @@ def main() -> None:
         metrics.update(fit_seconds=round(train_seconds, 4), epochs=len(result.history))
         # Metrics the epochs already logged (train/val accuracy) are not logged again at another step.
         mlflow.log_metrics({key: value for key, value in metrics.items() if key not in result.history[-1]})
-        log_confusion_matrix(val.labels, val_proba.argmax(axis=1), "val", MODEL)
+        log_confusion_matrix(val.labels, val_proba.argmax(axis=1), "val", MODEL, meta.class_names)
         example = val.features[:5]
         logged = mlflow.pytorch.log_model(
             ProbabilityModel(model),

@@ -1,6 +1,7 @@
 """``digitflow <command>``: every command a user runs besides ``dvc`` itself, with ``--help`` each.
 
     digitflow promote | serve | predict        use the trained models (registry, REST, image files)
+    digitflow example-images                   the example folder of labelled pictures (data.dataset: folder)
     digitflow ui                               MLflow's UI on the comparison of the models
     digitflow pr-report                        the pull-request comment and regression gate
     digitflow offline-plots                    a `dvc plots show` template that works offline
@@ -17,10 +18,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from digitflow.cli import models, reports, sweep, team
+from digitflow.cli import data, models, reports, sweep, team
 from digitflow.core.shell import run_stage
 
-COMMAND_GROUPS = (models, reports, sweep, team)
+COMMAND_GROUPS = (models, data, reports, sweep, team)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,8 @@ def serve_command(model: str, host: str, port: int) -> list[str]:
             "--env-manager", "local"]  # fmt: skip
 
 
-def _serve(args: argparse.Namespace) -> None:
+def _require_champion(model: str) -> str:
+    """The store's URI, once it is known that ``model`` has a @champion (one message, not MLflow's traceback)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -42,38 +43,46 @@ def _serve(args: argparse.Namespace) -> None:
     from digitflow.tracking.store import tracking_uri
 
     uri = tracking_uri()
-    name = REGISTERED_MODELS[args.model]
+    name = REGISTERED_MODELS[model]
     try:
         mlflow.MlflowClient(uri).get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         raise DigitflowError(
-            f"{name} has no @{CHAMPION} in {uri}: promote a version first (`digitflow promote {args.model}`)"
+            f"{name} has no @{CHAMPION} in {uri}: promote a version first (`digitflow promote {model}`)"
         ) from None
+    return uri
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from digitflow.tracking.registry import CHAMPION
+
+    uri = _require_champion(args.model)
     command = serve_command(args.model, args.host, args.port)
-    print(f"serving {name}@{CHAMPION} on http://{args.host}:{args.port}/invocations", file=sys.stderr)
+    print(
+        f"serving {REGISTERED_MODELS[args.model]}@{CHAMPION} on http://{args.host}:{args.port}/invocations",
+        file=sys.stderr,
+    )
     sys.stderr.flush()
     os.execvpe(command[0], command, {**os.environ, "MLFLOW_TRACKING_URI": uri})
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from digitflow.models.predict import convert_files, local_predictor, pixel_rows
+    from digitflow.models.predict import convert_files, local_predictor, pixel_rows, predicted_classes
 
     missing = [str(f) for f in args.images if not Path(f).is_file()]
     if missing:
         raise DigitflowError(f"no such image file: {', '.join(missing)}")
     if args.source == "champion":
         from digitflow.tracking.registry import champion_predictor, champion_uri
-        from digitflow.tracking.store import tracking_uri
 
-        os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri())
+        os.environ.setdefault("MLFLOW_TRACKING_URI", _require_champion(args.model))
         predictor, card = champion_predictor(champion_uri(args.model))
     else:
         predictor, card = local_predictor(args.model)
     conversions = convert_files(args.images, card)
     proba = predictor(pixel_rows(conversions))
-    for file, row in zip(args.images, proba, strict=True):
-        digit = int(row.argmax())
-        print(f"{file}: {digit} (probability {row[digit]:.3f})")
+    for file, (name, probability) in zip(args.images, predicted_classes(proba, card), strict=True):
+        print(f"{file}: {name} (probability {probability:.3f})")
     if args.show:
         from digitflow.models.views import write_views
 
@@ -97,7 +106,7 @@ def register(commands: Any) -> None:
     serve.add_argument("--port", type=int, default=5001)
     serve.set_defaults(handler=_serve)
 
-    predict = commands.add_parser("predict", help="predict the digit in image files (PNG, JPEG)")
+    predict = commands.add_parser("predict", help="predict the class (the digit) of image files (PNG, JPEG)")
     predict.add_argument("images", nargs="+", type=Path)
     predict.add_argument("--model", choices=models, default="torch")
     predict.add_argument(

@@ -23,3 +23,8 @@ class TrackingStoreError(DigitflowError):
 
 class InputError(DigitflowError):
     """A file a stage reads (data, model, run record) is missing or damaged."""
+
+
+class DataError(DigitflowError):
+    """The data cannot make a dataset as it is: a folder that is not one, unreadable images, the same
+    picture under two classes."""

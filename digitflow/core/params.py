@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from digitflow.core.errors import ParamsError
 from digitflow.core.paths import PARAMS_FILE
@@ -44,8 +44,9 @@ def _yaml_float(value: Any) -> Any:
 Float = Annotated[float, BeforeValidator(_yaml_float), Field(allow_inf_nan=False)]
 # scikit-learn and NumPy take seeds up to 2**32 - 1; a larger one would pass here and crash later.
 MAX_SEED = 2**32 - 1
-# LogisticRegression solvers that fit the 10 digit classes jointly (multinomial). liblinear fits one
-# class against the rest only, which scikit-learn refuses for more than two classes.
+# LogisticRegression solvers that fit any number of classes jointly (multinomial). liblinear fits one
+# class against the rest only, which scikit-learn refuses for more than two classes: whether it can be
+# used depends on the data, so ``check_solver`` refuses it where the classes are known (train_sklearn).
 MULTICLASS_SOLVERS = ("lbfgs", "newton-cg", "newton-cholesky", "sag", "saga")
 
 
@@ -53,8 +54,8 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-Dataset = Literal["digits", "mnist"]
-DATASETS: tuple[str, ...] = ("digits", "mnist")
+Dataset = Literal["digits", "mnist", "folder"]
+DATASETS: tuple[str, ...] = ("digits", "mnist", "folder")
 # Sections whose settings may differ per dataset: under ``<section>.<dataset>``, a block of keys that
 # apply only when ``data.dataset`` names that dataset (digits' 1,244 training images and MNIST's 54,000
 # want different batch sizes and epochs). A key lives either in the section or in its dataset blocks,
@@ -62,8 +63,27 @@ DATASETS: tuple[str, ...] = ("digits", "mnist")
 PER_DATASET_SECTIONS = ("preprocess", "split", "train_sklearn", "train_torch")
 
 
+# The sides of a folder's images after conversion: enough for a symbol or a form field, and a linear
+# model's weights stay one image per class (256x256 is 65,536 weights per class).
+MIN_SIDE, MAX_SIDE = 4, 256
+Side = Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE)]
+
+
 class DataParams(_Section):
     dataset: Dataset = "digits"
+    # data.dataset = folder: one subfolder of PNG / JPEG files per class, read by the fetch stage (its
+    # dvc.yaml dependency is this path, through DVC's templating). Relative to the project root, or absolute.
+    folder: str = Field("examples/shapes", min_length=1)
+    # Height and width every image of the folder is brought to (the folder recipe, image_recipes.py).
+    image_size: list[Side] = Field(default_factory=lambda: [28, 28], min_length=2, max_length=2)
+    # Which side of the picture is the ink (the class's shape): dark on a light background, light on a
+    # dark one, or found per picture from its border (auto).
+    ink: Literal["dark", "light", "auto"] = "auto"
+    # false: the whole picture, its aspect ratio kept, padded to image_size; true: the ink cropped, fitted
+    # and centred by its mass, as MNIST made its digits (suits handwriting, not photos of parts).
+    centre_ink: bool = False
+    # Files that are not readable PNG / JPEG images: listed and refused (false), or listed and left out.
+    skip_unreadable: bool = False
 
 
 class FetchParams(_Section):
@@ -95,15 +115,16 @@ class TrainSklearnParams(_Section):
     tol: Float = Field(1e-4, gt=0)
     class_weight: Literal["balanced"] | None = None
 
-    @field_validator("solver")
-    @classmethod
-    def _multiclass_solver(cls, solver: str) -> str:
-        if solver not in MULTICLASS_SOLVERS:
-            raise ValueError(
-                f"{solver} cannot fit the 10 digit classes at once (it fits one class against the rest "
-                f"only); use one of {', '.join(MULTICLASS_SOLVERS)}"
-            )
-        return solver
+
+def check_solver(solver: str, class_names: tuple[str, ...]) -> None:
+    """Refuse a solver that cannot fit these classes: liblinear fits one class against the rest, which
+    scikit-learn allows for two classes only. The number of classes comes from the data, so this runs
+    where the data is known (train_sklearn, before any fitting), not in the schema."""
+    if solver not in MULTICLASS_SOLVERS and len(class_names) > 2:
+        raise ParamsError(
+            f"train_sklearn.solver = {solver} cannot fit the {len(class_names)} classes of this dataset at once "
+            f"(it fits one class against the rest, for two classes only); use one of {', '.join(MULTICLASS_SOLVERS)}"
+        )
 
 
 class TrainTorchParams(_Section):
@@ -119,6 +140,9 @@ class TrainTorchParams(_Section):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     # PyTorch intra-op threads; 1 is the fastest for this model (see digitflow/core/determinism.py).
     threads: int = Field(1, ge=1, le=1024)
+    # balanced: each class's loss weighted by n_images / (n_classes * its count), as scikit-learn's
+    # class_weight="balanced" (the data check suggests it when the classes are unbalanced).
+    class_weight: Literal["balanced"] | None = None
 
 
 class TrackingParams(_Section):

@@ -16,6 +16,11 @@ DVC_LOCK_FILE = Path("dvc.lock")
 DATA_DIR = Path("data")
 RAW_DIR = DATA_DIR / "raw"
 RAW_DIGITS_FILE = RAW_DIR / "digits.npz"
+# data.dataset = folder: the pictures converted by the folder recipe, a record per picture (path, class,
+# size, mode, format, pixel hash, what the recipe found odd), and what was left out.
+RAW_FOLDER_IMAGES_FILE = RAW_DIR / "folder.npz"
+RAW_FOLDER_RECORDS_FILE = RAW_DIR / "files.csv"
+RAW_FOLDER_META_FILE = RAW_DIR / "folder.json"
 PROCESSED_DIR = DATA_DIR / "processed"
 FEATURES_FILE = PROCESSED_DIR / "features.npy"
 LABELS_FILE = PROCESSED_DIR / "labels.npy"
@@ -46,6 +51,9 @@ EVALUATE_METRICS_FILE = METRICS_DIR / "evaluate.json"
 CONFUSION_DIR = METRICS_DIR / "confusion"
 
 REPORTS_DIR = Path("reports")
+# What the data checks found (duplicates, leakage, class counts, ...): stage check, shown by the report,
+# logged to MLflow by both trainers.
+DATA_CHECK_FILE = REPORTS_DIR / "data_check.json"
 EVALUATION_DIR = REPORTS_DIR / "evaluation"
 EVALUATION_LOG_FILE = EVALUATION_DIR / "evaluation.log"
 EVALUATION_WORKBOOK_FILE = EVALUATION_DIR / "evaluation.xlsx"

@@ -33,18 +33,26 @@ def is_terminal(stream: TextIO | None = None) -> bool:
 
 
 class EpochProgress:
-    """Progress of a training run, one ``update`` per epoch.
+    """Progress of a training run, one ``update`` per epoch (or of any count of ``unit``: files read).
 
     ``enabled=False`` shows nothing (tests, the benchmark). ``terminal`` defaults to whether standard
     error is a terminal.
     """
 
-    def __init__(self, total: int, desc: str = "training", enabled: bool = True, terminal: bool | None = None) -> None:
+    def __init__(
+        self,
+        total: int,
+        desc: str = "training",
+        enabled: bool = True,
+        terminal: bool | None = None,
+        unit: str = "epoch",
+    ) -> None:
         self.total = total
         self.enabled = enabled
+        self.unit = unit
         self.every = max(1, math.ceil(total / PLAIN_LINES))
         terminal = is_terminal() if terminal is None else terminal
-        self._bar = tqdm(total=total, desc=desc, unit="epoch", leave=True) if enabled and terminal else None
+        self._bar = tqdm(total=total, desc=desc, unit=unit, leave=True) if enabled and terminal else None
 
     def update(self, epoch: int, **values: float) -> None:
         """Record that ``epoch`` (1-based) ended with ``values`` (losses, accuracies)."""
@@ -53,7 +61,8 @@ class EpochProgress:
             self._bar.set_postfix(shown, refresh=False)
             self._bar.update(1)
         elif self.enabled and (epoch % self.every == 0 or epoch == self.total):
-            log.info("epoch %d/%d: %s", epoch, self.total, ", ".join(f"{k} {v}" for k, v in shown.items()))
+            details = ", ".join(f"{k} {v}" for k, v in shown.items())
+            log.info("%s %d/%d%s", self.unit, epoch, self.total, f": {details}" if details else "")
 
     def close(self) -> None:
         if self._bar is not None:

@@ -1,15 +1,17 @@
 """Dataset decoding, scaling and splitting: pure functions over arrays, no file I/O except loaders.
 
-Both datasets become the same thing after ``preprocess``: a float32 matrix of flattened images in the
-dataset's own pixel values (no statistics: scaling is part of each model), int64 labels and a small
-description (image shape, pixel range, where a predefined test set starts). Later stages load the
-matrix memory-mapped, so it is decoded once and never copied whole into each process.
+Every dataset becomes the same thing after ``preprocess``: a float32 matrix of flattened images in the
+dataset's own pixel values (no statistics: scaling is part of each model), int64 labels (indices into
+the class names) and a small description (class names, image shape, pixel range, where a predefined test
+set starts, the recipe that makes a picture into such an image). Later stages load the matrix
+memory-mapped, so it is decoded once and never copied whole into each process.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,19 +19,20 @@ from digitflow.core import paths
 from digitflow.core.inputs import reading
 from digitflow.core.io import read_json
 from digitflow.core.params import SplitParams
-from digitflow.data.split_check import check_rest, check_test_size
+from digitflow.data.split_check import check_class_sizes, check_rest, check_test_size
 
 # scikit-learn is imported inside the functions that use it: stages that only read arrays (report, the
 # trainers' loaders) then skip its import, about a second each.
 
-N_CLASSES = 10
-CLASS_NAMES = tuple(str(digit) for digit in range(N_CLASSES))
+# The classes of digits and MNIST: label i is the digit i. A folder's are its subfolders' names.
+DIGIT_CLASSES = tuple(str(digit) for digit in range(10))
 # The value of full ink in each dataset's own pixels: digits counts 4x4 blocks of a 32x32 bitmap
-# (0..16), MNIST is 8-bit greyscale (0..255). Both have ink as the high values on a zero background.
-PIXEL_MAX = {"digits": 16, "mnist": 255}
+# (0..16), MNIST is 8-bit greyscale (0..255), a folder's pictures are converted to 0..255. All have ink
+# as the high values on a zero background.
+PIXEL_MAX = {"digits": 16, "mnist": 255, "folder": 255}
 # How each dataset's images were made from scans: the recipe ``digitflow predict`` follows to turn a photo
 # into such an image (see digitflow/models/image_recipes.py). It travels in meta.json into the model card.
-IMAGE_RECIPES = {"digits": "uci-digits", "mnist": "mnist"}
+IMAGE_RECIPES = {"digits": "uci-digits", "mnist": "mnist", "folder": "folder"}
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,25 @@ class DatasetMeta:
     # Index of the first image of a published test set (MNIST's 10,000 images), or None.
     predefined_test_start: int | None
     image_recipe: str
+    # Label i is class_names[i]; the models' probability columns follow this order.
+    class_names: tuple[str, ...] = DIGIT_CLASSES
+    # The recipe's options (the folder recipe's ink side and centring), recorded for `digitflow predict`.
+    recipe_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict) -> DatasetMeta:
-        return cls(**{**data, "image_shape": tuple(data["image_shape"])})
+        """A description written by this or an earlier version (which had ten digit classes only)."""
+        return cls(
+            **{
+                **data,
+                "image_shape": tuple(data["image_shape"]),
+                "class_names": tuple(data.get("class_names", DIGIT_CLASSES)),
+            }
+        )
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -74,13 +92,19 @@ def flatten_images(images: np.ndarray) -> np.ndarray:
     return images.reshape(len(images), -1).astype(np.float32)
 
 
-def split_indices(labels: np.ndarray, params: SplitParams, predefined_test_start: int | None = None) -> SplitIndices:
+def split_indices(
+    labels: np.ndarray,
+    params: SplitParams,
+    predefined_test_start: int | None = None,
+    class_names: tuple[str, ...] | None = None,
+) -> SplitIndices:
     """Train / validation / test indices, sorted.
 
     With a predefined test set (MNIST) that set stays the test set and validation is a stratified
     ``val_size`` fraction of the rest. Otherwise ``test_size`` is taken first, exactly as
     ``train_test_split(X, y, test_size, random_state=seed)`` does in the classic digits notebook
     (stratified if ``stratify_test``), then a stratified validation fraction from what remains.
+    ``class_names`` (label i is ``class_names[i]``) name a class that is too small in the messages.
     """
     from sklearn.model_selection import train_test_split
 
@@ -90,6 +114,8 @@ def split_indices(labels: np.ndarray, params: SplitParams, predefined_test_start
     if predefined_test_start is not None:
         train_val, test = everything[:predefined_test_start], everything[predefined_test_start:]
     else:
+        if class_names is not None and params.stratify_test:
+            check_class_sizes(labels, class_names, params.test_size)
         check_test_size(len(labels), n_classes, params.test_size, params.stratify_test)
         train_val, test = train_test_split(
             everything,
@@ -98,7 +124,7 @@ def split_indices(labels: np.ndarray, params: SplitParams, predefined_test_start
             stratify=labels if params.stratify_test else None,
         )
     test_size = None if predefined_test_start is not None else params.test_size
-    check_rest(labels, train_val, params.val_size, n_classes, test_size, params.seed, params.stratify_test)
+    check_rest(labels, train_val, params.val_size, n_classes, test_size, params.seed, params.stratify_test, class_names)
     train, val = train_test_split(
         train_val, test_size=params.val_size, random_state=params.seed, stratify=labels[train_val]
     )

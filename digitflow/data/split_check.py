@@ -3,7 +3,8 @@
 The split's limits depend on the data (how many images, how many per class), so the schema cannot
 check them; ``split_indices`` calls these checks before scikit-learn would fail with a traceback. Each
 message blames the key that is the cause and proposes a value that was checked to work, so the advice
-can always be followed.
+can always be followed; where the cause is a class with too few images (a folder of your own images),
+the message names the class and the number of images it needs.
 """
 
 from __future__ import annotations
@@ -28,6 +29,42 @@ def _round_up(value: float) -> float:
 def _round_down(value: float) -> float:
     scale = 10 ** (2 - math.floor(math.log10(abs(value))))
     return math.floor(value * scale) / scale
+
+
+def _test_share(n_images: int, n_test: int, class_size: int) -> tuple[int, int]:
+    """The fewest and most test images a stratified split of ``n_test`` of ``n_images`` can give a class
+    of ``class_size``: scikit-learn gives each class the whole part of its share, and one more to some."""
+    fewest = class_size * n_test // n_images
+    return fewest, min(class_size, fewest + 1)
+
+
+def images_needed_per_class(n_images: int, test_size: float) -> int:
+    """The fewest images of a class that a stratified split is sure to give one test image and, of the
+    rest, two for training and validation."""
+    n_test = math.ceil(test_size * n_images)
+    size = MIN_PER_CLASS + 1
+    while size <= n_images:
+        fewest, most = _test_share(n_images, n_test, size)
+        if fewest >= 1 and size - most >= MIN_PER_CLASS:
+            return size
+        size += 1
+    return size
+
+
+def check_class_sizes(labels: np.ndarray, class_names: tuple[str, ...], test_size: float) -> None:
+    """Refuse, by name, the classes too small for a stratified split at ``test_size``: each needs a test
+    image (or its test metrics mean nothing) and two of the rest (scikit-learn's stratified validation
+    split refuses fewer)."""
+    counts = np.bincount(labels, minlength=len(class_names))
+    needed = images_needed_per_class(len(labels), test_size)
+    small = [f"{class_names[index]!r} ({counts[index]})" for index in np.flatnonzero(counts < needed)]
+    if small:
+        which = "this class has" if len(small) == 1 else "these classes have"
+        raise ParamsError(
+            f"too few images: with split.test_size = {test_size}, each class needs at least {needed} images (one or "
+            f"more to test, two of the rest to train and validate), and {which} fewer: {', '.join(small)}. "
+            "Add images of them, or leave their folders out of data.folder"
+        )
 
 
 def check_test_size(n_images: int, n_classes: int, test_size: float, stratified: bool) -> None:
@@ -78,6 +115,7 @@ def check_rest(
     test_size: float | None = None,
     seed: int = 0,
     stratified: bool = False,
+    class_names: tuple[str, ...] | None = None,
 ) -> None:
     """Check that the non-test images ``rest`` can be split into training and validation.
 
@@ -89,9 +127,10 @@ def check_rest(
     if not _rest_is_usable(rest_labels, n_classes):
         counts = np.bincount(rest_labels, minlength=n_classes)
         fewest = int(counts.argmin())
+        name = class_names[fewest] if class_names else str(fewest)
         what = (
             f"leaves {n_rest} of {len(labels)} images for training and validation, with {counts[fewest]} of "
-            f"class {fewest}; a stratified validation split needs at least {MIN_PER_CLASS} of each of the "
+            f"class {name!r}; a stratified validation split needs at least {MIN_PER_CLASS} of each of the "
             f"{n_classes} classes there"
         )
         if test_size is None:

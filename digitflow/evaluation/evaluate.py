@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,15 +22,21 @@ class ModelEvaluation:
     predictions: pd.DataFrame
 
 
-def evaluate_model(model: str, labels: np.ndarray, proba: np.ndarray) -> ModelEvaluation:
+def evaluate_model(model: str, labels: np.ndarray, proba: np.ndarray, class_names: Sequence[str]) -> ModelEvaluation:
     predicted = proba.argmax(axis=1)
     return ModelEvaluation(
         model=model,
         metrics=summary_metrics(labels, proba, "test_"),
-        per_class=per_class_report(labels, predicted),
-        confusion=confusion(labels, predicted),
-        predictions=predictions_table(labels, proba),
+        per_class=per_class_report(labels, predicted, class_names),
+        confusion=confusion(labels, predicted, len(class_names)),
+        predictions=predictions_table(labels, proba, class_names),
     )
+
+
+def confusion_frame(evaluation: ModelEvaluation) -> pd.DataFrame:
+    """The confusion matrix with the class names on both axes (rows actual, columns predicted)."""
+    names = [name for name in evaluation.per_class.index if name not in ("accuracy", "macro avg", "weighted avg")]
+    return pd.DataFrame(evaluation.confusion, index=names, columns=names)
 
 
 def metrics_by_model(evaluations: list[ModelEvaluation]) -> pd.DataFrame:
@@ -46,5 +53,5 @@ def evaluation_log(evaluations: list[ModelEvaluation], dataset: str) -> str:
         lines += [f"== {evaluation.model} ==", "Per-class report:"]
         lines += [evaluation.per_class.to_string(float_format=lambda v: f"{v:.4f}", na_rep=""), ""]
         lines += ["Confusion matrix (rows: actual, columns: predicted):"]
-        lines += [pd.DataFrame(evaluation.confusion).to_string(), ""]
+        lines += [confusion_frame(evaluation).to_string(), ""]
     return "\n".join(lines)

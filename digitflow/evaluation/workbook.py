@@ -19,7 +19,7 @@ import pandas as pd
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
-from digitflow.evaluation.evaluate import ModelEvaluation, metrics_by_model
+from digitflow.evaluation.evaluate import ModelEvaluation, confusion_frame, metrics_by_model
 
 FIXED_TIME = datetime.datetime(2000, 1, 1)
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
@@ -96,7 +96,7 @@ def reproducible_zip(path: Path) -> None:
 
 
 def predictions_sheet(evaluation: ModelEvaluation) -> pd.DataFrame:
-    """One row per test image: its index in the test set, actual and predicted digit, and the
+    """One row per test image: its index in the test set, actual and predicted class, and the
     probability the model gave its prediction."""
     table = evaluation.predictions
     probability = table.filter(like="prob_").to_numpy().max(axis=1)
@@ -115,7 +115,7 @@ def write_workbook(path: Path, evaluations: list[ModelEvaluation]) -> None:
             start = len(metrics) + 2
             write_frame(writer, evaluation.per_class, sheet, startrow=start, formats={"support": INTEGER})
             start += len(evaluation.per_class) + 2
-            matrix = pd.DataFrame(evaluation.confusion)
+            matrix = confusion_frame(evaluation)
             matrix.index.name = "actual \\ predicted"
             write_frame(writer, matrix, sheet, startrow=start)
         for evaluation in evaluations:

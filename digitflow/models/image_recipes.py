@@ -40,8 +40,22 @@ its top edge to its bottom edge, no wider than tall, the ink within one block of
 image drawn large, or a scan of one) is scaled whole instead: these 8x8 linear models are so sensitive
 to position that re-centring by a quarter of a block changes 7-20 % of their answers.
 
-**Already in the dataset's format.** A picture of the model's image size on a dark background (an 8x8
-PNG of digits' values, a 28x28 MNIST image) passes through unchanged, scaled to the pixel range only.
+**A folder of your own images** (``"folder"``; ``data.dataset: folder``, docs/own_images.md). Not digits:
+symbols, letters, form fields, photos of parts, so nothing digit-specific unless asked. The ink is found
+as above, except that its side can be given (``ink``: ``dark`` on a light background, ``light`` on a dark
+one, or ``auto``, per picture by its border), and made the high value, stretched to full contrast; colour
+pictures are made grey first (Pillow's ``L``: 0.299 R + 0.587 G + 0.114 B), since a linear model reads one
+value per pixel. Then the whole picture, its aspect ratio kept, is scaled by area averaging to fit
+``image_size`` (height, width) and centred, the rest padded with background: where the shape sits in the
+picture is kept, which photos of parts need. With ``centre_ink`` the ink's box is cropped instead, fitted
+into the central 5/7 of each side and placed by its centre of mass, as MNIST did with its digits. Training
+images (the fetch stage) and pictures given to ``digitflow predict`` go through this same function,
+with the options the model card records.
+
+**Already in the dataset's format.** For digits and MNIST, a picture of the model's image size on a dark
+background (an 8x8 PNG of digits' values, a 28x28 MNIST image) passes through unchanged, scaled to the
+pixel range only. (A folder's own training images went through the folder recipe, so every picture given
+to its model does too.)
 
 A picture that still does not look like a digit on plain paper (no ink: a blank page, a grey wall; ink on
 every border: a crop through the digit, a texture) comes with ``problems``, so its prediction is shown
@@ -50,9 +64,9 @@ with a warning rather than as a confident digit without comment.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -68,6 +82,7 @@ FULL_INK_PERCENTILE = 95  # of the ink pixels: darker than this is full ink
 MIN_CONTRAST = 24.0
 MIN_CONTRAST_SPREADS = 2.0
 NO_INK = "no ink found: nothing stands out from the background (a blank or nearly uniform picture?)"
+INK_SIDES = ("dark", "light", "auto")
 MNIST_BOX, MNIST_FRAME = 20, 28
 UCI_BITMAP, UCI_BLOCK = 32, 4
 
@@ -142,17 +157,24 @@ def paper_level(grey: np.ndarray) -> tuple[np.ndarray, float]:
     return c[0] + c[1] * x + c[2] * y + c[3] * x * x + c[4] * y * y + c[5] * x * y, 3 * noise
 
 
-def find_ink(grey: np.ndarray) -> Ink:
-    """Ink coverage 0..1 of a greyscale picture: paper level and noise removed, ink stretched to full.
-
-    Dark ink on light paper or light ink on dark: the ink is on the side of the picture's extremes
-    farther from the paper (the median of the border)."""
-    from scipy import ndimage
-
-    smooth = ndimage.gaussian_filter(grey, min(grey.shape) / 200)  # 1 pixel at 200x200: noise, not strokes
+def _light_ink(smooth: np.ndarray) -> bool:
+    """Whether the picture's extreme farther from its paper (the median of the border) is the light one."""
     border = np.concatenate([smooth[0], smooth[-1], smooth[:, 0], smooth[:, -1]])
     darkest, lightest = np.percentile(smooth, [0.5, 99.5])
-    if np.median(border) - darkest < lightest - np.median(border):
+    return bool(np.median(border) - darkest < lightest - np.median(border))
+
+
+def find_ink(grey: np.ndarray, side: str = "auto") -> Ink:
+    """Ink coverage 0..1 of a greyscale picture: paper level and noise removed, ink stretched to full.
+
+    ``side``: ``dark`` ink on light paper, ``light`` ink on dark, or ``auto``: the ink is on the side of
+    the picture's extremes farther from the paper (the median of the border)."""
+    from scipy import ndimage
+
+    if side not in INK_SIDES:
+        raise ValueError(f"unknown ink side {side!r}; known: {', '.join(INK_SIDES)}")
+    smooth = ndimage.gaussian_filter(grey, min(grey.shape) / 200)  # 1 pixel at 200x200: noise, not strokes
+    if side == "light" or (side == "auto" and _light_ink(smooth)):
         smooth = 255 - smooth  # light ink on dark paper: made dark on light
     paper, spread = paper_level(smooth)
     ink = np.clip(paper - smooth - spread, 0, None)
@@ -225,21 +247,72 @@ def uci_digits_image(ink: Ink) -> np.ndarray:
     return bitmap.reshape(blocks, UCI_BLOCK, blocks, UCI_BLOCK).mean(axis=(1, 3))
 
 
-RECIPES: dict[str, Callable[[Ink], np.ndarray]] = {"mnist": mnist_image, "uci-digits": uci_digits_image}
+def _fit_into(picture: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``picture`` scaled by area averaging to fit ``height`` x ``width``, its aspect ratio kept."""
+    from PIL import Image
+
+    scale = min(height / picture.shape[0], width / picture.shape[1])
+    size = (min(width, max(1, round(picture.shape[1] * scale))), min(height, max(1, round(picture.shape[0] * scale))))
+    resized = Image.fromarray(picture.astype(np.float32), mode="F").resize(size, Image.Resampling.BOX)
+    return np.clip(np.asarray(resized), 0, 1)
 
 
-def convert(image: Image.Image, recipe: str, image_shape: tuple[int, int], pixel_max: int) -> Conversion:
-    """A picture as the model's input image, by ``recipe``; one already in the dataset's format passes."""
+def folder_image(ink: Ink, image_shape: tuple[int, int], centre_ink: bool = False) -> np.ndarray:
+    """The folder recipe: the whole picture fitted into ``image_shape`` (aspect kept, centred, padded with
+    background), or with ``centre_ink`` the ink's box fitted into the central 5/7 and placed by its centre
+    of mass, as MNIST's 20 in 28; ink 0..1."""
+    from scipy import ndimage
+
+    height, width = image_shape
+    frame = np.zeros((height, width), np.float32)
+    if not centre_ink:
+        picture = _fit_into(ink.coverage, height, width)
+        top, left = (height - picture.shape[0]) // 2, (width - picture.shape[1]) // 2
+        frame[top : top + picture.shape[0], left : left + picture.shape[1]] = picture
+        return frame / frame.max() if frame.any() else frame  # full contrast again after averaging
+    if not ink.found():
+        return frame
+    shape = _fit_into(ink.coverage[_ink_box(ink.coverage)], max(1, round(height * 5 / 7)), max(1, round(width * 5 / 7)))
+    shape = shape / shape.max()
+    place = np.round(np.array([height / 2, width / 2]) - ndimage.center_of_mass(shape)).astype(int)
+    top, left = np.clip(place, 0, np.array([height, width]) - np.array(shape.shape))
+    frame[top : top + shape.shape[0], left : left + shape.shape[1]] = shape
+    return frame
+
+
+# Recipes whose image is fixed by their dataset; ``folder`` takes its image shape and options from the card.
+FIXED_FRAME_RECIPES: dict[str, Callable[[Ink], np.ndarray]] = {"mnist": mnist_image, "uci-digits": uci_digits_image}
+RECIPES: tuple[str, ...] = (*FIXED_FRAME_RECIPES, "folder")
+# The options of the folder recipe, with their defaults (data.ink, data.centre_ink in params.yaml).
+FOLDER_OPTIONS = {"ink": "auto", "centre_ink": False}
+
+
+def convert(
+    image: Image.Image,
+    recipe: str,
+    image_shape: tuple[int, int],
+    pixel_max: int,
+    options: Mapping[str, Any] | None = None,
+) -> Conversion:
+    """A picture as the model's input image, by ``recipe``; for digits and MNIST, one already in the
+    dataset's format passes. ``options`` are the folder recipe's (``FOLDER_OPTIONS``)."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown image recipe {recipe!r}; known: {', '.join(RECIPES)}")
     grey = greyscale(image)
-    ink = find_ink(grey)
     height, width = image_shape
+    if recipe == "folder":
+        settings = {**FOLDER_OPTIONS, **(options or {})}
+        ink = find_ink(grey, settings["ink"])
+        pixels = folder_image(ink, (height, width), bool(settings["centre_ink"])) * pixel_max
+        # Ink on every border is odd for a digit, not for a photo of a part: a problem only when centring.
+        problems = [problem for problem in ink.problems if problem == NO_INK or settings["centre_ink"]]
+        return Conversion(pixels.astype(np.float32), recipe, problems)
+    ink = find_ink(grey)
     edge = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     if grey.shape == (height, width) and np.median(edge) < DARK_BACKGROUND:  # the dataset's own format
         pixels = grey * (pixel_max / 255.0)
     else:
-        pixels = RECIPES[recipe](ink) * pixel_max
+        pixels = FIXED_FRAME_RECIPES[recipe](ink) * pixel_max
     if pixels.shape != (height, width):
         raise ValueError(f"the {recipe} recipe makes {pixels.shape} images, the model takes {image_shape}")
     return Conversion(pixels.astype(np.float32), recipe, ink.problems)

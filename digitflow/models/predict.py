@@ -1,12 +1,14 @@
 """Predictions from image files: convert them by their dataset's recipe, then ask a model.
 
-Both datasets hold digits as light ink on a zero background, size-normalised and centred, in their own
-pixel range (0..16 for digits, 0..255 for MNIST). A photo or scan is usually dark ink on paper that is
-not white, in colour, of any size, with the digit anywhere. ``convert_files`` brings each picture to what
-the model saw in training, following the recipe in the model card (``models/image_recipes.py``
-describes both, with their sources); the model does the rest, its scaling is part of it. A picture that
-still does not look like a digit on plain paper is predicted all the same, with a warning naming it, and
-``views.write_views`` draws what the model saw beside each picture, to see why a prediction went wrong.
+Both digit datasets hold digits as light ink on a zero background, size-normalised and centred, in their
+own pixel range (0..16 for digits, 0..255 for MNIST). A photo or scan is usually dark ink on paper that
+is not white, in colour, of any size, with the digit anywhere. ``convert_files`` brings each picture to
+what the model saw in training, following the recipe in the model card (``models/image_recipes.py``
+describes them, with their sources; a folder of your own images has its own, applied alike in training);
+the model does the rest, its scaling is part of it. A picture that still does not look like its training
+images (a digit on plain paper; for a folder's model, a picture with no ink found) is predicted all the
+same, with a warning naming it, and ``views.write_views`` draws what the model saw beside each picture,
+to see why a prediction went wrong. The answer is a class name, from the card.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 
 def convert_image(image: Any, card: ModelCard) -> Conversion:
     """A PIL image of any size and mode -> the model's input image, by the card's recipe."""
-    return convert(image, card.image_recipe, card.image_shape, card.pixel_max)
+    return convert(image, card.image_recipe, card.image_shape, card.pixel_max, card.recipe_options)
 
 
 def convert_files(files: Sequence[Path], card: ModelCard) -> list[Conversion]:
@@ -48,15 +50,28 @@ def convert_files(files: Sequence[Path], card: ModelCard) -> list[Conversion]:
             problems.append(f"  {file}: {exc}")
     if problems:
         raise DigitflowError("cannot read these images (PNG or JPEG expected):\n" + "\n".join(problems))
+    unlike = "a picture like its training images" if card.image_recipe == "folder" else "a digit on plain paper"
     for file, conversion in zip(files, conversions, strict=True):
         if conversion.problems:
             log.warning(
-                "warning: %s does not look like a digit on plain paper: %s. Its prediction is unreliable "
+                "warning: %s does not look like %s: %s. Its prediction is unreliable "
                 "(--show DIR draws what the model saw).",
                 file,
+                unlike,
                 "; ".join(conversion.problems),
             )
     return conversions
+
+
+def predicted_classes(proba: np.ndarray, card: ModelCard) -> list[tuple[str, float]]:
+    """Each row's most probable class, by the card's name for it, and its probability."""
+    if proba.ndim != 2 or proba.shape[1] != len(card.class_names):
+        raise DigitflowError(
+            f"the model answers {proba.shape[-1]} probabilities per image, its card names {len(card.class_names)} "
+            "classes: the model and its card do not belong together (rebuild with `dvc repro`)"
+        )
+    best = proba.argmax(axis=1)
+    return [(card.class_names[index], float(row[index])) for index, row in zip(best, proba, strict=True)]
 
 
 def pixel_rows(conversions: Sequence[Conversion]) -> np.ndarray:
@@ -75,5 +90,5 @@ def local_predictor(model: str) -> tuple[Predictor, ModelCard]:
         return read(paths.SKLEARN_MODEL_FILE, load_model).predict_proba, card
     from digitflow.models.torch_model import load_model, predict_proba
 
-    net = read(paths.TORCH_MODEL_FILE, load_model, card.n_features)
+    net = read(paths.TORCH_MODEL_FILE, load_model, card.n_features, len(card.class_names))
     return (lambda rows: predict_proba(net, rows)), card

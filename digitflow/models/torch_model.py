@@ -26,7 +26,7 @@ from digitflow.core.errors import TrainingDivergedError
 from digitflow.core.io import atomic_path
 from digitflow.core.params import TrainTorchParams
 from digitflow.core.progress import EpochProgress
-from digitflow.data.datasets import N_CLASSES
+from digitflow.data.datasets import DIGIT_CLASSES
 
 
 def scaling_statistics(features: np.ndarray, scaling: str) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +56,7 @@ class LogisticRegressionNet(nn.Module):
     Softmax is applied by the loss during training and by ``ProbabilityModel`` for predictions.
     """
 
-    def __init__(self, n_features: int, n_classes: int = N_CLASSES) -> None:
+    def __init__(self, n_features: int, n_classes: int = len(DIGIT_CLASSES)) -> None:
         super().__init__()
         self.register_buffer("shift", torch.zeros(n_features))
         self.register_buffer("scale", torch.ones(n_features))
@@ -111,6 +111,12 @@ def _make_schedule(
     return None
 
 
+def balanced_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """scikit-learn's ``class_weight="balanced"``: ``n_images / (n_classes * count)`` per class."""
+    counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(np.float64)
+    return (len(labels) / (n_classes * np.maximum(counts, 1))).astype(np.float32)
+
+
 @torch.no_grad()
 def _loss_and_accuracy(model: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     logits = model(features)
@@ -128,6 +134,7 @@ def train_logistic_regression(
     device: torch.device | None = None,
     progress: bool = True,
     on_epoch: Callable[[int, LogisticRegressionNet], None] | None = None,
+    n_classes: int | None = None,
 ) -> TrainingResult:
     """Train with mini-batches; record train and validation loss and accuracy after each epoch.
 
@@ -136,7 +143,10 @@ def train_logistic_regression(
     instead of 25 for the same test accuracy).
 
     ``on_epoch(epoch, model)``, if given, is called after each epoch (the benchmark uses it to time the
-    way to a test accuracy). Raises ``TrainingDivergedError`` as soon as a batch loss is NaN or infinite.
+    way to a test accuracy). ``n_classes`` defaults to the largest training label plus one. With
+    ``params.class_weight`` balanced, each class's training loss is weighted inversely to its count (the
+    losses and accuracies recorded per epoch stay unweighted). Raises ``TrainingDivergedError`` as soon
+    as a batch loss is NaN or infinite.
     """
     device = device or select_device()
     torch.manual_seed(params.seed)
@@ -146,8 +156,12 @@ def train_logistic_regression(
     x_val = torch.as_tensor(np.asarray(val_features), dtype=torch.float32, device=device)
     y_val = torch.as_tensor(np.asarray(val_labels), dtype=torch.long, device=device)
 
-    model = LogisticRegressionNet(x_train.shape[1])
+    n_classes = n_classes or int(np.max(train_labels)) + 1
+    model = LogisticRegressionNet(x_train.shape[1], n_classes)
     model.set_scaling(*scaling_statistics(np.asarray(train_features), params.scaling))
+    weight = None
+    if params.class_weight == "balanced":
+        weight = torch.as_tensor(balanced_weights(train_labels, n_classes), device=device)
     model = model.to(device)
     # Scaled once, not per batch and per evaluation: element-wise, so every batch gets the same bits as
     # ``model(pixels)`` would compute, and the training loop only runs the linear layer.
@@ -164,7 +178,8 @@ def train_logistic_regression(
         for batch in range(n_batches):
             rows = order[batch * params.batch_size : (batch + 1) * params.batch_size]
             # index_select copies the batch about 40% faster than fancy indexing.
-            loss = F.cross_entropy(model.linear(x_train.index_select(0, rows)), y_train.index_select(0, rows))
+            logits = model.linear(x_train.index_select(0, rows))
+            loss = F.cross_entropy(logits, y_train.index_select(0, rows), weight=weight)
             if not torch.isfinite(loss):
                 bar.close()
                 raise TrainingDivergedError(
@@ -234,7 +249,7 @@ def save_model(model: LogisticRegressionNet, path: Path) -> None:
         tmp.write_bytes(data)
 
 
-def load_model(path: str | Path, n_features: int) -> LogisticRegressionNet:
-    model = LogisticRegressionNet(n_features)
+def load_model(path: str | Path, n_features: int, n_classes: int = len(DIGIT_CLASSES)) -> LogisticRegressionNet:
+    model = LogisticRegressionNet(n_features, n_classes)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.eval()

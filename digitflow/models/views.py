@@ -62,10 +62,10 @@ def write_views(
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for file, name, conversion, row in zip(files, view_names(files), conversions, proba, strict=True):
-        digit = int(row.argmax())
+        best = int(row.argmax())
         with Image.open(file) as image:
             title = f"{file.name} ({image.width}x{image.height} {image.mode})"
-            caption = f"predicted {digit} (probability {row[digit]:.3f}), {conversion.recipe} recipe"
+            caption = f"predicted {card.class_names[best]} (probability {row[best]:.3f}), {conversion.recipe} recipe"
             # Other modes (transparent, 16-bit, palette) shown as the recipe read them: grey, on white.
             plain = image.mode in ("RGB", "L") and "transparency" not in image.info
             picture = ImageOps.exif_transpose(image) if plain else Image.fromarray(greyscale(image).astype(np.uint8))

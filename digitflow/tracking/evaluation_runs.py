@@ -23,7 +23,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from digitflow.tracking.runs import RunInfo, run_name_base, training_run
@@ -46,6 +46,8 @@ class TestResults:
     confusion: dict
     confusion_figure: Any
     per_class: Any  # pandas DataFrame
+    # Precision, recall and F1 of each class by its name (``test_recall.circle``): MLflow metrics too.
+    per_class_metrics: Mapping[str, float] = field(default_factory=dict)
 
 
 def _stand_in_run(
@@ -126,7 +128,9 @@ def log_test_results(client: Any, run_id: str, results: TestResults) -> bool:
         return False
     step = len(seen)
     now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in results.metrics.items()])
+    logged = [Metric(k, float(v), now, step) for k, v in {**results.metrics, **results.per_class_metrics}.items()]
+    for start in range(0, len(logged), 1000):  # MLflow caps a batch at 1000 metrics
+        client.log_batch(run_id, metrics=logged[start : start + 1000])
     folder = "" if step == 0 else f"test_set_{step}/"
     client.log_dict(run_id, results.confusion, f"{folder}test_confusion_matrix.json")
     client.log_figure(run_id, results.confusion_figure, f"{folder}test_confusion_matrix.png")

@@ -7,9 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from digitflow.core import paths
+from digitflow.core.inputs import read
+from digitflow.core.io import read_json
 from digitflow.core.names import REGISTERED_MODELS, model_title
 from digitflow.core.params import Params
-from digitflow.data.datasets import CLASS_NAMES, N_CLASSES, DatasetMeta
+from digitflow.data.datasets import DatasetMeta
 from digitflow.evaluation.figures import confusion_heatmap
 from digitflow.evaluation.metrics import confusion, confusion_record, summary_metrics
 from digitflow.models.card import model_card
@@ -31,13 +34,15 @@ def fit_metrics(
     return {**summary_metrics(train_labels, train_proba, "train_"), **summary_metrics(val_labels, val_proba, "val_")}
 
 
-def log_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, part: str, model_name: str) -> np.ndarray:
+def log_confusion_matrix(
+    labels: np.ndarray, predicted: np.ndarray, part: str, model_name: str, class_names: tuple[str, ...]
+) -> np.ndarray:
     """Log the confusion matrix of one part of the split as JSON and as a heatmap to the active run."""
     import mlflow
 
-    matrix = confusion(labels, predicted)
-    mlflow.log_dict(confusion_record(matrix), f"{part}_confusion_matrix.json")
-    figure = confusion_heatmap(matrix, CLASS_NAMES, f"{model_title(model_name)}: {part} set")
+    matrix = confusion(labels, predicted, len(class_names))
+    mlflow.log_dict(confusion_record(matrix, class_names), f"{part}_confusion_matrix.json")
+    figure = confusion_heatmap(matrix, class_names, f"{model_title(model_name)}: {part} set")
     mlflow.log_figure(figure, f"{part}_confusion_matrix.png")
     return matrix
 
@@ -50,27 +55,32 @@ def dataset_input(features: np.ndarray, labels: np.ndarray, dataset: str, part: 
 
 
 def log_training_inputs(dataset: str, train: Any, val: Any) -> None:
-    """The training and validation images as inputs of the active run ("Datasets used" in the UI)."""
+    """The training and validation images as inputs of the active run ("Datasets used" in the UI), and
+    what the data checks found about them (``data_check.json``, from the check stage)."""
     import mlflow
 
     mlflow.log_input(dataset_input(train.features, train.labels, dataset, "train"), context="training")
     mlflow.log_input(dataset_input(val.features, val.labels, dataset, "val"), context="validation")
+    mlflow.log_dict(read(paths.DATA_CHECK_FILE, read_json), paths.DATA_CHECK_FILE.name)
 
 
 def model_log_args(model_name: str, meta: DatasetMeta, example: np.ndarray, example_proba: np.ndarray) -> dict:
     """Arguments shared by both flavours' ``log_model``: raw-pixel signature, registry name, card.
 
-    The signature is written from the contract (float32 pixel rows in, ``(n, 10)`` probabilities out,
-    in the dtype the model returns) rather than inferred, and checked against the example's prediction.
+    The signature is written from the contract (float32 pixel rows in, ``(n, n_classes)`` probabilities
+    out, in the dtype the model returns) rather than inferred, and checked against the example's
+    prediction; the card in the metadata names the classes, in the order of the columns.
     """
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    if example_proba.shape != (len(example), N_CLASSES):
-        raise ValueError(f"expected probabilities of shape ({len(example)}, {N_CLASSES}), got {example_proba.shape}")
+    if example_proba.shape != (len(example), meta.n_classes):
+        raise ValueError(
+            f"expected probabilities of shape ({len(example)}, {meta.n_classes}), got {example_proba.shape}"
+        )
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, example.shape[1]))]),
-        outputs=Schema([TensorSpec(example_proba.dtype, (-1, N_CLASSES))]),
+        outputs=Schema([TensorSpec(example_proba.dtype, (-1, meta.n_classes))]),
     )
     return {
         "name": "model",

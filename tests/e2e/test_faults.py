@@ -102,7 +102,7 @@ def test_params_no_stage_reads_are_validated_without_rerunning_stages(project: P
 
 
 @pytest.mark.parametrize(
-    "stage", ["validate", "fetch", "preprocess", "split", "train_sklearn", "train_torch", "evaluate", "report"]
+    "stage", ["validate", "fetch", "preprocess", "split", "check", "train_sklearn", "train_torch", "evaluate", "report"]
 )
 def test_bad_params_are_reported_before_heavy_imports(project_copy: Path, stage: str) -> None:
     set_params(project_copy, train_torch={"lr": float("inf")})
@@ -116,7 +116,7 @@ def test_bad_params_are_reported_before_heavy_imports(project_copy: Path, stage:
 
 def test_data_stages_import_no_torch_mlflow_or_torchvision(project_copy: Path) -> None:
     """Digits' data stages run without the libraries only the training stages need (issue "Speed")."""
-    for stage in ("validate", "fetch", "preprocess", "split"):
+    for stage in ("validate", "fetch", "preprocess", "split", "check"):
         result = run(project_copy, sys.executable, "-X", "importtime", "-m", f"stages.{stage}")
         imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
         assert imported.isdisjoint({"torch", "torchvision", "mlflow"}), (stage, sorted(imported & set(HEAVY_MODULES)))

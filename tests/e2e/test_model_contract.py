@@ -4,13 +4,8 @@ the registry and @champion; `digitflow serve` over real HTTP; `digitflow predict
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -20,6 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import copy_project, pipeline_env, run
+from tests.support.http import invocations, model_server
 from tests.support.project import set_params
 from tests.support.readme import readme_command
 
@@ -147,27 +143,7 @@ def test_serve_answers_raw_pixels_with_probabilities(project: Path) -> None:
     """`digitflow serve torch` on the README's port 5001, asked by the README's curl command, as written."""
     readme(project, "digitflow promote torch")
     port = 5001
-    assert not port_in_use(port), f"port {port}, the README's, is taken: the README's curl needs it"
-    server = subprocess.Popen(
-        ["digitflow", "serve", "torch"],
-        cwd=project,
-        env=pipeline_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                assert server.poll() is None, server.stdout.read()
-                assert time.monotonic() < deadline, "the model server did not start in 120 s"
-                time.sleep(1)
+    with model_server(["digitflow", "serve", "torch"], project, pipeline_env(), port):
         # The README's request: one image (the dataset's first, a 0) gives one row of 10 probabilities.
         answer = json.loads(readme(project, "curl -s http://127.0.0.1:5001/invocations").stdout)
         (row,) = answer["predictions"]
@@ -177,25 +153,11 @@ def test_serve_answers_raw_pixels_with_probabilities(project: Path) -> None:
         assert row[0] > 0.9, "the README shows 0.99... for this 0"
         # The whole test set, the same way: the served model is evaluate's.
         features, labels = raw_test_set(project)
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations",
-            data=json.dumps({"inputs": features.tolist()}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            proba = np.asarray(json.loads(response.read())["predictions"])
+        proba = np.asarray(invocations(port, features.tolist()))
         assert proba.shape == (len(features), 10)
         accuracy = float((proba.argmax(axis=1) == labels).mean())
         expected = json.loads((project / "metrics/evaluate.json").read_text())["torch"]["test_accuracy"]
         assert accuracy == pytest.approx(expected, abs=1e-6)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def scan(features: np.ndarray, row: int) -> Image.Image:

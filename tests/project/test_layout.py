@@ -56,6 +56,17 @@ def plot_paths() -> set[str]:
     return found
 
 
+def resolved(dep: str) -> str:
+    """A dep as DVC reads it: ``${data.folder}`` (DVC's templating) is that key's value in params.yaml."""
+    match = re.fullmatch(r"\$\{([\w.]+)\}", dep)
+    if match is None:
+        return dep
+    value = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    for key in match[1].split("."):
+        value = value[key]
+    return value
+
+
 def inside(path: str, folder: str) -> bool:
     return PurePosixPath(path) == PurePosixPath(folder) or PurePosixPath(folder) in PurePosixPath(path).parents
 
@@ -101,10 +112,10 @@ def test_outputs_do_not_overlap():
 @pytest.mark.parametrize("name", list(STAGES))
 def test_stage_deps_exist_or_come_from_an_earlier_stage(name):
     order = list(STAGES)
-    for dep in STAGES[name].get("deps", []):
+    for dep in map(resolved, STAGES[name].get("deps", [])):
         producer = next((stage for out, stage in stage_outputs().items() if inside(dep, out)), None)
         if producer is None:
-            assert (PROJECT_ROOT / dep).is_file(), f"{name} depends on {dep}, which neither exists nor is produced"
+            assert (PROJECT_ROOT / dep).exists(), f"{name} depends on {dep}, which neither exists nor is produced"
         else:
             assert order.index(producer) < order.index(name), f"{dep} is produced by {producer}, after {name}"
 

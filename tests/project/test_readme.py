@@ -38,6 +38,7 @@ FRESH_CLONE = TEAM + "test_dvc_push_then_a_fresh_clone_pulls_and_reproduces_noth
 TEAM_RESTART = TEAM + "test_stack_restarts_with_its_data_and_stops_with_no_process_left"
 SWEEP_LOCAL = "test_sweep.py: the local_sweep fixture (the three lines in one shell), test_two_workers_share_six_trials"
 SWEEP_SHARED = "test_sweep.py: the killed_sweep fixture"
+OWN = "test_own_images.py: "
 
 CHECKED_BY = {
     "dvc repro": "test_pipeline.py: the digits_project fixture (every stage runs, output under 60 lines)",
@@ -140,6 +141,19 @@ CHECKED_BY = {
         SWEEP_SHARED + " (three workers, one killed), with --trials 3 -S ...epochs=5 --heartbeat 2 --grace 8 after it"
     ),
     "dvc exp push origin digits-tune-2": "test_sweep.py::test_readme_exp_push_shares_a_trial (a bare git origin)",
+    # Train on your own images (docs/own_images.md): the first three make the own_images project fixture.
+    "digitflow example-images data/images": OWN + "the project fixture (160 pictures of 4 classes)",
+    "dvc add data/images": OWN + "the project fixture",
+    "dvc exp run -S data.dataset=folder -S data.folder=data/images -S data.centre_ink=true": (
+        OWN + "the project fixture; test_every_stage_runs_on_the_folder_and_both_models_learn_it (every stage)"
+    ),
+    "digitflow predict data/images/cross/cross-000.png": (
+        "test_own_images.py::test_predict_prints_the_class_name (`...: cross (probability P)`)"
+    ),
+    "digitflow serve torch": (
+        "test_own_images.py::test_the_served_model_answers_in_the_order_of_its_class_names (port 5001, the "
+        "probabilities of pyfunc, columns in the order of the metadata's class_names)"
+    ),
 }
 
 

@@ -40,6 +40,7 @@ def test_the_projects_stages_in_order() -> None:
         "fetch",
         "preprocess",
         "split",
+        "check",
         "train_sklearn",
         "train_torch",
         "evaluate",

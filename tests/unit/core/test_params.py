@@ -8,7 +8,16 @@ import pytest
 import yaml
 
 from digitflow.core.errors import DigitflowError, ParamsError
-from digitflow.core.params import DATASETS, Params, load_params, parse_params, set_dotted
+from digitflow.core.params import (
+    DATASETS,
+    MULTICLASS_SOLVERS,
+    Params,
+    check_solver,
+    load_params,
+    parse_params,
+    set_dotted,
+)
+from digitflow.data.datasets import DIGIT_CLASSES
 from tests.conftest import PROJECT_ROOT, run
 
 REAL_PARAMS = PROJECT_ROOT / "params.yaml"
@@ -93,7 +102,7 @@ def test_wrong_type_is_named(section, key, value):
     [
         ("train_torch.lr", True, "number"),
         ("train_torch.digits.epochs", "10", "integer"),  # epochs is set per dataset
-        ("split.stratify_test", "yes", "boolean"),
+        ("split.digits.stratify_test", "yes", "boolean"),
     ],
 )
 def test_boolean_or_string_for_a_number_is_refused(key, value, expected):
@@ -120,7 +129,8 @@ def test_test_size_outside_open_unit_interval(value, bound):
 @pytest.mark.parametrize(
     ("section", "key", "value", "allowed"),
     [
-        ("data", "dataset", "emnist", ["'digits'", "'mnist'"]),
+        ("data", "dataset", "emnist", ["'digits'", "'mnist'", "'folder'"]),
+        ("data", "ink", "black", ["'dark'", "'light'", "'auto'"]),
         ("train_sklearn", "solver", "adam", ["'lbfgs'", "'saga'", "'liblinear'"]),
         ("train_sklearn", "scaling", "robust", ["'none'", "'minmax'", "'standard'"]),
         ("train_torch", "optimizer", "rmsprop", ["'sgd'", "'adam'"]),
@@ -208,12 +218,31 @@ def test_stage_refuses_bad_params_without_traceback_or_output(project_copy: Path
 # --- values the schema used to accept and a stage then crashed on (issue 10) -----------------------
 
 
-def test_liblinear_is_refused_naming_the_solvers_that_can_fit_ten_classes():
-    message = params_error(with_value("train_sklearn", "solver", "liblinear"))
-    line = next(line for line in message.splitlines() if "train_sklearn.solver" in line)
-    assert "'liblinear'" in line
-    assert "lbfgs, newton-cg, newton-cholesky, sag, saga" in line
-    assert "Value error" not in line
+def test_liblinear_is_refused_for_more_than_two_classes_naming_the_solvers_that_can():
+    """liblinear fits one class against the rest: two classes only. The schema cannot know the number of
+    classes (it comes from the data), so params accept it and ``check_solver`` refuses it in train_sklearn."""
+    params = parse_params(with_value("train_sklearn", "solver", "liblinear"))
+    check_solver(params.train_sklearn.solver, ("cat", "dog"))
+    with pytest.raises(ParamsError) as caught:
+        check_solver(params.train_sklearn.solver, DIGIT_CLASSES)
+    message = str(caught.value)
+    assert message.startswith("train_sklearn.solver = liblinear cannot fit the 10 classes")
+    assert "lbfgs, newton-cg, newton-cholesky, sag, saga" in message
+    for solver in MULTICLASS_SOLVERS:
+        check_solver(solver, DIGIT_CLASSES)
+
+
+def test_liblinear_fits_two_classes():
+    from sklearn.datasets import load_digits
+
+    from digitflow.models.sklearn_model import build_model
+
+    features, labels = load_digits(return_X_y=True)
+    two = labels < 2
+    params = parse_params(with_value("train_sklearn", "solver", "liblinear")).train_sklearn
+    model = build_model(params).fit(features[two], labels[two])
+    assert model.predict_proba(features[two][:5]).shape == (5, 2)
+    assert model.score(features[two], labels[two]) > 0.95
 
 
 @pytest.mark.parametrize("solver", ["lbfgs", "newton-cg", "newton-cholesky", "sag", "saga"])
@@ -286,3 +315,40 @@ def test_a_block_must_be_a_mapping():
     raw = real_raw()
     raw["train_torch"]["mnist"] = 5
     assert "train_torch.mnist: expected a mapping of train_torch settings" in params_error(raw)
+
+
+# --- a folder of your own images (issue 25) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ([28], "at least 2 items"),
+        ([28, 28, 3], "at most 2 items"),
+        ([2, 28], "greater than or equal to 4"),
+        ([28, 1000], "less than or equal to 256"),
+        ("28x28", "valid list"),
+        ([28.5, 28], "valid integer"),
+    ],
+)
+def test_image_size_is_a_height_and_a_width_within_bounds(value, expected):
+    message = params_error(with_value("data", "image_size", value))
+    assert "data.image_size" in message
+    assert expected in message
+
+
+def test_folder_settings_reach_the_params():
+    raw = real_raw()
+    raw["data"] = {"dataset": "folder", "folder": "data/images", "image_size": [32, 24], "ink": "light",
+                   "centre_ink": True, "skip_unreadable": True}  # fmt: skip
+    params = parse_params(raw)
+    assert params.data.model_dump() == raw["data"]
+    # The folder's own per-dataset blocks apply: a stratified test set, its own training length.
+    assert params.split.stratify_test is True
+    assert params.train_torch.epochs == raw["train_torch"]["folder"]["epochs"]
+    assert parse_params(real_raw()).split.stratify_test is False  # digits keeps the classic split
+
+
+@pytest.mark.parametrize(("key", "value"), [("folder", ""), ("centre_ink", "yes"), ("skip_unreadable", 1)])
+def test_folder_settings_are_checked_like_every_other(key, value):
+    assert f"data.{key}" in params_error(with_value("data", key, value))

@@ -11,13 +11,15 @@ from sklearn.model_selection import train_test_split
 from digitflow.core.errors import ParamsError
 from digitflow.core.params import SplitParams
 from digitflow.data.datasets import (
-    N_CLASSES,
+    DIGIT_CLASSES,
     DatasetMeta,
     flatten_images,
     load_digits_images,
     preprocess_images,
     split_indices,
 )
+
+N_CLASSES = len(DIGIT_CLASSES)
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +217,40 @@ def test_small_val_size_advice_works(digits):
         split_indices(labels, SplitParams(val_size=0.001))
     advised = float(str(caught.value).rsplit("at least ", 1)[1])
     assert len(np.unique(labels[split_indices(labels, SplitParams(val_size=advised)).val])) == N_CLASSES
+
+
+# --- a class too small for the split, by name (issue 25) -------------------------------------------
+
+
+def named_labels(counts: dict[str, int]) -> tuple[np.ndarray, tuple[str, ...]]:
+    names = tuple(counts)
+    return np.repeat(np.arange(len(names)), list(counts.values())), names
+
+
+def test_a_class_too_small_is_refused_by_name_with_the_count_it_needs():
+    labels, names = named_labels({"circle": 40, "cross": 40, "star": 4, "square": 40, "tiny": 2})
+    with pytest.raises(ParamsError) as caught:
+        split_indices(labels, SplitParams(stratify_test=True), class_names=names)
+    assert str(caught.value) == (
+        "too few images: with split.test_size = 0.23, each class needs at least 5 images (one or more to test, two "
+        "of the rest to train and validate), and these classes have fewer: 'star' (4), 'tiny' (2). Add images of "
+        "them, or leave their folders out of data.folder"
+    )
+
+
+@pytest.mark.parametrize("test_size", [0.1, 0.23, 0.5])
+def test_the_count_needed_is_enough_for_every_seed(test_size):
+    """A class of exactly the advised size gets a test image and two of the rest, whatever the seed."""
+    from digitflow.data.split_check import images_needed_per_class
+
+    needed = images_needed_per_class(162, test_size)
+    labels, names = named_labels({"big": 80, "mid": 82 - needed, "small": needed})
+    for seed in range(30):
+        split = split_indices(
+            labels, SplitParams(test_size=test_size, seed=seed, stratify_test=True), class_names=names
+        )
+        assert (labels[split.test] == 2).sum() >= 1, seed
+        assert (labels[split.train] == 2).sum() >= 1, seed
+    labels, names = named_labels({"big": 80, "mid": 83 - needed, "small": needed - 1})
+    with pytest.raises(ParamsError, match=rf"'small' \({needed - 1}\)"):
+        split_indices(labels, SplitParams(test_size=test_size, stratify_test=True), class_names=names)

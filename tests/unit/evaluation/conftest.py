@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from digitflow.data.datasets import DIGIT_CLASSES
 from digitflow.evaluation.evaluate import ModelEvaluation, evaluate_model
 
 
@@ -27,6 +28,6 @@ def labels() -> np.ndarray:
 def evaluations(labels: np.ndarray) -> list[ModelEvaluation]:
     """sklearn gets every fifth image wrong (accuracy 0.8), torch every tenth (0.9)."""
     return [
-        evaluate_model("sklearn", labels, probabilities(labels, wrong_every=5, seed=0)),
-        evaluate_model("torch", labels, probabilities(labels, wrong_every=10, seed=1)),
+        evaluate_model("sklearn", labels, probabilities(labels, wrong_every=5, seed=0), DIGIT_CLASSES),
+        evaluate_model("torch", labels, probabilities(labels, wrong_every=10, seed=1), DIGIT_CLASSES),
     ]

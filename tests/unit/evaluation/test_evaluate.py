@@ -18,7 +18,7 @@ def test_evaluate_model(labels, evaluations):
     assert sklearn_eval.metrics == summary_metrics(labels, proba, "test_")
     assert sklearn_eval.metrics["test_accuracy"] == pytest.approx(0.8)
     assert evaluations[1].metrics["test_accuracy"] == pytest.approx(0.9)
-    np.testing.assert_array_equal(sklearn_eval.confusion, confusion(labels, proba.argmax(axis=1)))
+    np.testing.assert_array_equal(sklearn_eval.confusion, confusion(labels, proba.argmax(axis=1), 10))
     assert len(sklearn_eval.predictions) == len(labels)
     assert sklearn_eval.per_class.loc["accuracy", "f1-score"] == pytest.approx(0.8)
 

@@ -138,3 +138,65 @@ def test_save_figure_writes_png_atomically(tmp_path: Path):
     assert height > 100
     assert data.endswith(b"IEND\xaeB`\x82")
     assert [p.name for p in target.parent.iterdir()] == ["confusion.png"]
+
+
+# --- any number of named classes: legible at 2 and at 26 (issue 25) ----------------------------------
+
+LETTERS = [f"letter_{chr(ord('A') + i)}" for i in range(26)]
+LETTERS[5] = "a_rather_long_class_name_for_F"
+
+
+def boxes_overlap(texts: list) -> list[tuple[str, str]]:
+    """Pairs of drawn texts whose boxes overlap (the figure must have been drawn)."""
+    shown = [text for text in texts if text.get_text()]
+    boxes = [text.get_window_extent() for text in shown]
+    return [
+        (shown[i].get_text(), shown[j].get_text())
+        for i in range(len(boxes))
+        for j in range(i + 1, len(boxes))
+        if boxes[i].overlaps(boxes[j])
+    ]
+
+
+@pytest.mark.parametrize("names", [["circle", "cross"], DIGITS, LETTERS], ids=["2", "10", "26"])
+def test_confusion_heatmap_labels_never_overlap(names):
+    n = len(names)
+    matrix = np.diag(np.full(n, 120)) + 1
+    figure = confusion_heatmap(matrix, names, "PyTorch logistic regression: test set")
+    figure.draw_without_rendering()  # runs the layout, as saving does
+    (ax, _colorbar) = figure.axes
+    assert boxes_overlap(ax.get_xticklabels()) == []
+    assert boxes_overlap(ax.get_yticklabels()) == []
+    shown = [label.get_text() for label in ax.get_xticklabels()]
+    assert all(len(label) <= 14 for label in shown)  # long names shortened, with an ellipsis
+    assert ("a_rather_long\u2026" in shown) == (n == 26)
+    cell = ax.transData.transform((1, 0))[0] - ax.transData.transform((0, 0))[0]
+    numbers = [text for text in ax.texts if text.get_text() == "121"]
+    assert len(numbers) == n
+    assert all(text.get_window_extent().width < cell for text in numbers)  # each fits its cell
+
+
+@pytest.mark.parametrize(("names", "rows"), [(["circle", "cross"], 2), (["circle", "cross"], 1), (LETTERS, 26)])
+def test_coefficient_images_are_titled_by_class_without_overlap(names, rows):
+    coef = np.random.default_rng(0).normal(size=(rows, 12 * 10))
+    figure = coefficient_images(coef, (12, 10), "scikit-learn LogisticRegression", names)
+    figure.draw_without_rendering()  # runs the layout, as saving does
+    titles = [ax.title for ax in figure.axes if ax.images]
+    if rows == 1:  # scikit-learn fits two classes with one row: for the second, against the first
+        assert [title.get_text() for title in titles] == ["cross vs circle"]
+    else:
+        assert [title.get_text() for title in titles][:2] == [name[:13] + "\u2026" if len(name) > 14 else name
+                                                              for name in names[:2]]  # fmt: skip
+    assert boxes_overlap([*titles, figure._suptitle]) == []
+
+
+def test_coefficient_rows_must_match_the_classes():
+    with pytest.raises(ValueError, match="3 rows of coefficients for 2 classes"):
+        coefficient_images(np.zeros((3, 4)), (2, 2), "t", ["a", "b"])
+
+
+def test_two_line_captions_stay_clear_of_the_title():
+    captions = ["pred letter_Q\ntrue letter_O", "pred circle\ntrue cross"]
+    figure = image_grid(np.zeros((2, 8, 8)), captions, title="scikit-learn LogisticRegression: misclassified")
+    figure.draw_without_rendering()  # runs the layout, as saving does
+    assert boxes_overlap([*(ax.title for ax in figure.axes), figure._suptitle]) == []

@@ -14,6 +14,7 @@ from digitflow.core.params import TrainTorchParams
 from digitflow.models.torch_model import (
     LogisticRegressionNet,
     ProbabilityModel,
+    balanced_weights,
     coefficients,
     load_model,
     model_bytes,
@@ -240,3 +241,26 @@ def test_same_model_gives_the_same_file_bytes(tmp_path: Path, data):
     save_model(second, tmp_path / "b" / "other-name.pt")
     assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "other-name.pt").read_bytes()
     assert model_bytes(first) == (tmp_path / "a" / "model.pt").read_bytes()
+
+
+def test_class_count_and_balanced_weights():
+    """Three classes, one rare: ``n_classes`` sizes the layer; balanced weights (scikit-learn's formula)
+    recover the rare class that plain training gives up on."""
+    rng = np.random.default_rng(3)
+    counts = (300, 300, 12)
+    labels = np.repeat(np.arange(3), counts)
+    features = rng.normal(0, 1.0, size=(len(labels), 2)).astype(np.float32)
+    features[labels == 1, 0] += 2.5
+    features[labels == 2, 1] += 1.5
+    assert balanced_weights(labels, 3).tolist() == pytest.approx([612 / 900, 612 / 900, 612 / 36])
+    params = TrainTorchParams(optimizer="adam", lr=0.05, batch_size=64, epochs=20, seed=0)
+    plain = train_logistic_regression(features, labels, features, labels, params, CPU, progress=False, n_classes=4)
+    assert plain.model.linear.out_features == 4  # a class absent from training still has its column
+    weighted = train_logistic_regression(
+        features, labels, features, labels, params.model_copy(update={"class_weight": "balanced"}), CPU, progress=False
+    )
+    assert weighted.model.linear.out_features == 3
+    recall = [
+        (predict_proba(result.model, features)[labels == 2].argmax(axis=1) == 2).mean() for result in (plain, weighted)
+    ]
+    assert recall[1] > recall[0] + 0.3, recall

@@ -283,3 +283,29 @@ def test_command_reports_a_missing_base(project_copy: Path) -> None:
     assert "[digitflow pr-report] error: base revision 'no-such-branch' is not in this clone" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (project_copy / "reports" / "pr" / "comment.md").exists()
+
+
+def test_named_classes_keep_their_names_and_one_shared_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder's predictions name their classes: both sides' matrices use the union of the names, and
+    the comment's images are drawn (base from git, new from the workspace)."""
+    from digitflow.reporting.pr.images import render_images
+
+    monkeypatch.chdir(tmp_path)
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "config", "user.email", "t@t")
+    git(tmp_path, "config", "user.name", "t")
+    confusion = tmp_path / "metrics" / "confusion"
+    confusion.mkdir(parents=True)
+    base = "actual,predicted\ncircle,circle\ncross,circle\ncross,cross\n"
+    for model in ("sklearn", "torch"):
+        (confusion / f"{model}.csv").write_text(base)
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "base")
+    sha = git(tmp_path, "rev-parse", "HEAD").strip()
+    for model in ("sklearn", "torch"):
+        (confusion / f"{model}.csv").write_text(base + "square,square\nsquare,cross\n")
+    links, written = render_images(sha, tmp_path / "pr")
+    assert links["confusion_torch"] == ("confusion_torch_base.png", "confusion_torch_new.png")
+    assert all(path.read_bytes()[:4] == b"\x89PNG" for path in written)
+    pairs = pd.read_csv(confusion / "torch.csv")
+    assert confusion_counts(pairs, ["circle", "cross", "square"]).tolist() == [[1, 0, 0], [1, 1, 0], [0, 1, 1]]

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from digitflow.core.names import MODEL_TITLES
-from digitflow.reporting.report import ReportInputs, build_report, misclassified, summary_table
+from digitflow.reporting.report import (
+    ReportInputs,
+    build_report,
+    caption,
+    misclassified,
+    mistake_captions,
+    samples_per_class,
+    summary_table,
+)
 
 MODELS = ("sklearn", "torch")
 
@@ -134,3 +143,37 @@ def test_misclassified_limit():
     table = predictions([(1, 2, 0.5), (1, 3, 0.6), (1, 4, 0.7)])
     assert list(misclassified(table, limit=2).index) == [2, 1]
     assert misclassified(predictions([(1, 1, 0.9)]), limit=5).empty
+
+
+# --- named classes and the data checks (issue 25) ----------------------------------------------------
+
+
+def test_the_data_checks_come_before_the_results(inputs):
+    check = {
+        "hash": "SHA-256 of each picture's decoded pixels",
+        "findings": ["leakage: 2 test images are the same picture as a training image", "40 images in 2 classes"],
+        "classes": {
+            "circle": {"images": 25, "train": 17, "val": 2, "test": 6},
+            "a|b": {"images": 15, "train": 10, "val": 1, "test": 4},
+        },
+    }
+    report = build_report(replace(inputs, data_check=check))
+    assert report.index("## Data checks") < report.index("## Comparison")
+    assert "- leakage: 2 test images are the same picture as a training image\n" in report
+    assert "| circle | 25 | 17 | 2 | 6 |" in report
+    assert "| a\\|b | 15 | 10 | 1 | 4 |" in report  # a class name cannot break the table
+    assert "## Data checks" not in build_report(inputs)
+
+
+def test_samples_show_every_class_in_order():
+    labels = np.array([2, 0, 1, 0, 2, 1, 0, 2, 0, 1, 2, 2])
+    rows = np.arange(12)
+    assert samples_per_class(labels, rows, 3, total=6).tolist() == [1, 3, 2, 5, 0, 4]
+    assert samples_per_class(labels, rows, 3, total=2).tolist() == [1, 2, 0]  # at least one of each class
+
+
+def test_captions_stay_short_for_long_class_names():
+    assert mistake_captions(["3", "8"], ["8", "1"]) == ["pred 3 / true 8", "pred 8 / true 1"]
+    assert mistake_captions(["circle"], ["a_very_long_class_name"]) == ["pred circle\ntrue a_very_lo\u2026"]
+    assert caption("label", "7") == "label 7"
+    assert caption("label", "triangle") == "triangle"

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from mlflow.entities import Metric, Param
 
-from digitflow.data.datasets import CLASS_NAMES
+from digitflow.data.datasets import DIGIT_CLASSES
 from digitflow.evaluation.evaluate import evaluate_model
 from digitflow.evaluation.figures import confusion_heatmap
-from digitflow.evaluation.metrics import confusion_record
+from digitflow.evaluation.metrics import confusion_record, per_class_metrics
 from digitflow.tracking import evaluation_runs
 from digitflow.tracking.evaluation_runs import RESTORED_FROM_TAG, TEST_SETS_TAG, log_test_results, target_run
 from digitflow.tracking.runs import RunInfo
@@ -35,15 +35,16 @@ def results_on_test_set(seed: int, n_images: int = 50, wrong_every: int = 5) -> 
     predicted[::wrong_every] = (labels[::wrong_every] + 1) % 10
     proba = np.full((n_images, 10), 0.01)
     proba[np.arange(n_images), predicted] = 0.91
-    evaluation = evaluate_model("torch", labels, proba)
+    evaluation = evaluate_model("torch", labels, proba, DIGIT_CLASSES)
     return evaluation_runs.TestResults(
         "torch",
         "digits",
         dataset_input(features, labels, "digits", "test"),
         evaluation.metrics,
-        confusion_record(evaluation.confusion),
-        confusion_heatmap(evaluation.confusion, CLASS_NAMES, "test set"),
+        confusion_record(evaluation.confusion, DIGIT_CLASSES),
+        confusion_heatmap(evaluation.confusion, DIGIT_CLASSES, "test set"),
         evaluation.per_class,
+        per_class_metrics(evaluation.per_class, DIGIT_CLASSES),
     )
 
 

@@ -12,7 +12,7 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
 from digitflow.core.params import load_params
-from digitflow.data.datasets import DatasetMeta
+from digitflow.data.datasets import DIGIT_CLASSES, DatasetMeta
 from digitflow.evaluation.metrics import confusion, summary_metrics
 from digitflow.models.card import model_card
 from digitflow.tracking.runs import RunInfo
@@ -97,8 +97,8 @@ def test_the_confusion_matrix_is_logged_as_json_and_heatmap(store: Store) -> Non
     predicted = labels.copy()
     predicted[:4] = 7
     with mlflow.start_run(experiment_id=store.experiment_id) as run:
-        matrix = log_confusion_matrix(labels, predicted, "val", "torch")
-    np.testing.assert_array_equal(matrix, confusion(labels, predicted))
+        matrix = log_confusion_matrix(labels, predicted, "val", "torch", DIGIT_CLASSES)
+    np.testing.assert_array_equal(matrix, confusion(labels, predicted, 10))
     run_id = run.info.run_id
     names = sorted(artifact.path for artifact in store.client.list_artifacts(run_id))
     assert names == ["val_confusion_matrix.json", "val_confusion_matrix.png"]
@@ -132,3 +132,17 @@ def test_a_model_logged_with_these_args_gives_the_run_record(store: Store) -> No
     assert loaded.metadata.metadata == model_card(DIGITS)
     assert loaded.metadata.signature.inputs.inputs[0].shape == (-1, 64)
     np.testing.assert_allclose(loaded.predict(example), model.predict_proba(example), rtol=1e-6)
+
+
+def test_a_folders_model_states_its_classes_and_their_number_in_the_signature() -> None:
+    shapes = DatasetMeta("folder", (24, 32), 160, 255, None, "folder", ("circle", "cross", "square"), {"ink": "dark"})
+    example = np.zeros((2, 24 * 32), dtype=np.float32)
+    args = model_log_args("torch", shapes, example, one_hot(np.arange(2))[:, :3])
+    (outputs,) = args["signature"].outputs.inputs
+    assert outputs.shape == (-1, 3)
+    card = args["metadata"]
+    assert card["class_names"] == ["circle", "cross", "square"]
+    assert (card["image_shape"], card["pixel_max"], card["image_recipe"]) == ([24, 32], 255, "folder")
+    assert card["recipe_options"] == {"ink": "dark"}
+    with pytest.raises(ValueError, match=r"expected probabilities of shape \(2, 3\), got \(2, 10\)"):
+        model_log_args("torch", shapes, example, one_hot(np.arange(2)))
