@@ -1,9 +1,15 @@
 """The stack's servers as processes: each started in its own process group with a PID file, waited for
-until it answers, and stopped with every worker it started."""
+until it answers, and stopped with every worker it started.
+
+A PID file records the process's start time and command line beside its PID, and both are compared before
+the PID is trusted or signalled: after a reboot or a crash the number may belong to someone else's process
+(group), which ``down`` must leave alone and which must not stop ``up`` from starting the service.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -11,18 +17,26 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from digitflow.core.processes import process_alive
+from digitflow.core.io import write_text
+from digitflow.core.processes import process_alive, process_identity
 from digitflow.team.config import StackError
 
 
 def read_pid(pid_file: Path) -> int | None:
-    """The PID in ``pid_file`` if that process is still alive, else None (a stale file is removed)."""
+    """The PID in ``pid_file`` if that very process is still alive (same start time and command line),
+    else None: a stale file, or one whose PID now names another process, is removed."""
     if not pid_file.exists():
         return None
-    pid = int(pid_file.read_text().strip() or 0)
-    if process_alive(pid):
+    try:
+        record = json.loads(pid_file.read_text())
+        pid = int(record["pid"])
+        recorded = {"start_time": int(record["start_time"]), "cmdline": list(record["cmdline"])}
+    except (ValueError, KeyError, TypeError):  # damaged, or an older plain-number file: not to be trusted
+        pid_file.unlink(missing_ok=True)
+        return None
+    if process_alive(pid) and process_identity(pid) == recorded:
         return pid
-    pid_file.unlink()
+    pid_file.unlink(missing_ok=True)
     return None
 
 
@@ -44,7 +58,8 @@ def start_process(command: list[str], env: dict[str, str], log_file: Path, pid_f
         process = subprocess.Popen(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
-    pid_file.write_text(f"{process.pid}\n")
+    identity = process_identity(process.pid) or {"start_time": -1, "cmdline": []}
+    write_text(pid_file, json.dumps({"pid": process.pid, **identity}) + "\n")
     return process.pid
 
 
