@@ -34,6 +34,19 @@ def serve_command(model: str, host: str, port: int) -> list[str]:
             "--env-manager", "local"]  # fmt: skip
 
 
+LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
+
+
+def exposure_warning(host: str) -> str | None:
+    """What to say when the model is served beyond this machine: ``mlflow models serve`` has no login."""
+    if host in LOOPBACK_HOSTS or host.startswith("127."):
+        return None
+    return (
+        f"warning: --host {host} serves the model to anyone who can reach this machine's port: `mlflow models "
+        "serve` has no authentication and no TLS. Put it behind a proxy that has them, or keep --host 127.0.0.1."
+    )
+
+
 def _serve(args: argparse.Namespace) -> None:
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -41,6 +54,8 @@ def _serve(args: argparse.Namespace) -> None:
     from digitflow.tracking.registry import CHAMPION
     from digitflow.tracking.store import tracking_uri
 
+    if warning := exposure_warning(args.host):
+        print(warning, file=sys.stderr)
     uri = tracking_uri()
     name = REGISTERED_MODELS[args.model]
     try:
