@@ -54,13 +54,24 @@ def group_members(pgid: int) -> list[int]:
 
 def start_process(command: list[str], env: dict[str, str], log_file: Path, pid_file: Path) -> int:
     """Start a service in its own process group (so it and its workers stop together); record its PID."""
-    with log_file.open("ab") as log:
+    # The log is the owner's only, like the state folder it is in: a server may log what it was sent.
+    with os.fdopen(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         process = subprocess.Popen(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
-    identity = process_identity(process.pid) or {"start_time": -1, "cmdline": []}
-    write_text(pid_file, json.dumps({"pid": process.pid, **identity}) + "\n")
+    write_text(pid_file, json.dumps({"pid": process.pid, **_settled_identity(process.pid)}) + "\n")
     return process.pid
+
+
+def _settled_identity(pid: int, timeout: float = 5.0) -> dict[str, object]:
+    """The new process's identity once its command line is in place: for a moment after ``Popen`` returns,
+    ``/proc/<pid>/cmdline`` can still read empty while the kernel finishes the exec."""
+    deadline = time.monotonic() + timeout
+    while True:
+        identity = process_identity(pid)
+        if identity is None or identity["cmdline"] or time.monotonic() > deadline:
+            return identity or {"start_time": -1, "cmdline": []}
+        time.sleep(0.01)
 
 
 def stop_process(pid_file: Path, timeout: float = 20.0) -> bool:

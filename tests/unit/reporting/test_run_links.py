@@ -56,4 +56,6 @@ def test_credentials_in_the_tracking_uri_never_reach_the_comment(tmp_path: Path)
     assert "s3cret" not in section
     assert "ci-bot" not in section
     for run_id in ids.values():
-        assert f"(https://mlflow.example.org:8443/#/experiments/7/runs/{run_id}?workflowType=machine_learning)" in section
+        assert (
+            f"(https://mlflow.example.org:8443/#/experiments/7/runs/{run_id}?workflowType=machine_learning)" in section
+        )
