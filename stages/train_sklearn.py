@@ -15,6 +15,12 @@ log = logging.getLogger(__name__)
 MODEL = "sklearn"
 
 
+def skops_version() -> str:
+    from importlib.metadata import version
+
+    return version("skops")
+
+
 def main() -> None:
     params = load_params()
     meta = load_meta()
@@ -26,7 +32,14 @@ def main() -> None:
     from digitflow.core.io import write_json
     from digitflow.evaluation.metrics import reviewed_metrics
     from digitflow.models.folder import write_model_dir
-    from digitflow.models.sklearn_model import build_model, classifier, coefficients, save_model
+    from digitflow.models.sklearn_model import (
+        SKOPS_TRUSTED_TYPES,
+        build_model,
+        classifier,
+        coefficients,
+        save_model,
+    )
+    from digitflow.tracking.model_files import register_logged_model
     from digitflow.tracking.records import write_training_record
     from digitflow.tracking.runs import run_name_base, training_run
     from digitflow.tracking.training_log import (
@@ -34,7 +47,6 @@ def main() -> None:
         log_confusion_matrix,
         log_training_inputs,
         model_log_args,
-        registered_run_info,
         run_params,
     )
 
@@ -59,16 +71,15 @@ def main() -> None:
         mlflow.log_metrics(metrics)
         log_confusion_matrix(val.labels, val_proba.argmax(axis=1), "val", MODEL)
         example = val.features[:5]
-        # The pickle format is chosen and documented (sklearn_model.py): MLflow's warning would repeat it.
-        logging.getLogger("mlflow.sklearn").addFilter(lambda record: "pickle or cloudpickle" not in record.getMessage())
         logged = mlflow.sklearn.log_model(
             model,
             pyfunc_predict_fn="predict_proba",
-            serialization_format="pickle",  # as models/: skops' import costs 5-7 s (sklearn_model.py)
-            pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
-            **model_log_args(MODEL, meta, example, model.predict_proba(example)),
+            serialization_format="skops",  # no pickle; models/ holds arrays only (sklearn_model.py)
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+            pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"skops=={skops_version()}"],
+            **model_log_args(meta, example, model.predict_proba(example)),
         )
-        info = registered_run_info(run, logged, MODEL)
+        info = register_logged_model(run, logged, MODEL)
         write_model_dir(MODEL, partial(save_model, model), coefficients(model), meta)
         write_training_record(MODEL, info, fit_seconds, n_iter=metrics["n_iter"])
         write_json(paths.train_metrics_file(MODEL), reviewed_metrics(metrics))

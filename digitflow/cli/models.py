@@ -22,15 +22,15 @@ def _promote(args: argparse.Namespace) -> None:
     from digitflow.tracking.registry import promote
     from digitflow.tracking.store import tracking_uri
 
-    result = promote(args.model, args.metric, args.version, args.force, mlflow.MlflowClient(tracking_uri()))
+    branch = None if args.any_branch else args.branch
+    result = promote(args.model, args.metric, args.version, args.force, mlflow.MlflowClient(tracking_uri()), branch)
     print(result.describe())
 
 
-def serve_command(model: str, host: str, port: int) -> list[str]:
-    """``mlflow models serve`` of the champion, in this environment (no virtualenv to build offline)."""
-    from digitflow.tracking.registry import champion_uri
-
-    return ["mlflow", "models", "serve", "-m", champion_uri(model), "--host", host, "--port", str(port),
+def serve_command(folder: Path, host: str, port: int) -> list[str]:
+    """``mlflow models serve`` of the champion's checked files, in this environment (no virtualenv to build
+    offline)."""
+    return ["mlflow", "models", "serve", "-m", str(folder), "--host", host, "--port", str(port),
             "--env-manager", "local"]  # fmt: skip
 
 
@@ -49,25 +49,33 @@ def exposure_warning(host: str) -> str | None:
 
 def _serve(args: argparse.Namespace) -> None:
     import mlflow
-    from mlflow.exceptions import MlflowException
 
-    from digitflow.tracking.registry import CHAMPION
+    from digitflow.tracking.registry import CHAMPION, champion_files
     from digitflow.tracking.store import tracking_uri
 
     if warning := exposure_warning(args.host):
         print(warning, file=sys.stderr)
     uri = tracking_uri()
     name = REGISTERED_MODELS[args.model]
-    try:
-        mlflow.MlflowClient(uri).get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        raise DigitflowError(
-            f"{name} has no @{CHAMPION} in {uri}: promote a version first (`digitflow promote {args.model}`)"
-        ) from None
-    command = serve_command(args.model, args.host, args.port)
-    print(f"serving {name}@{CHAMPION} on http://{args.host}:{args.port}/invocations", file=sys.stderr)
+    # Served from a local copy whose files match the digest recorded at registration: nothing written to
+    # the artifact store since then is read, and the copy cannot change between the check and the load.
+    version, folder = champion_files(args.model, mlflow.MlflowClient(uri))
+    command = serve_command(folder, args.host, args.port)
+    print(
+        f"serving {name}@{CHAMPION} (version {version.version}, files checked) on "
+        f"http://{args.host}:{args.port}/invocations",
+        file=sys.stderr,
+    )
     sys.stderr.flush()
-    os.execvpe(command[0], command, {**os.environ, "MLFLOW_TRACKING_URI": uri})
+    # PyTorch's pt2 archive loads with pickle refused (torch's restricted unpickler). MLflow 3.17 refuses every
+    # scikit-learn format, skops too, under that setting (the trusted types are read from the model's own
+    # MLmodel), so the scikit-learn champion is served with it on, on the strength of the digest check.
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": str(args.model != "torch").lower(),
+    }
+    os.execvpe(command[0], command, env)
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -77,11 +85,11 @@ def _predict(args: argparse.Namespace) -> None:
     if missing:
         raise DigitflowError(f"no such image file: {', '.join(missing)}")
     if args.source == "champion":
-        from digitflow.tracking.registry import champion_predictor, champion_uri
+        from digitflow.tracking.registry import champion_predictor
         from digitflow.tracking.store import tracking_uri
 
         os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri())
-        predictor, card = champion_predictor(champion_uri(args.model))
+        predictor, card = champion_predictor(args.model)
     else:
         predictor, card = local_predictor(args.model)
     conversions = convert_files(args.images, card)
@@ -104,6 +112,10 @@ def register(commands: Any) -> None:
     promote.add_argument("--metric", default="test_accuracy", help="test metric that ranks versions")
     promote.add_argument("--version", help="promote this version instead of the best one")
     promote.add_argument("--force", action="store_true", help="promote even if worse than the current champion")
+    promote.add_argument(
+        "--branch", default="main", help="consider the versions trained on this git branch (default main)"
+    )
+    promote.add_argument("--any-branch", action="store_true", help="consider every branch's versions")
     promote.set_defaults(handler=_promote)
 
     serve = commands.add_parser("serve", help="serve the champion over REST (mlflow models serve)")

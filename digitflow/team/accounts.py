@@ -93,14 +93,19 @@ def add_user(
     """Create an account (as the admin; a generated password unless one is given) or update an existing one
     (its password only if one is given), grant ``permission`` on the experiment (created if missing), EDIT on
     the registered models with ``promote`` and READ without, and issue, change or revoke its DVC key."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.server.auth.client import AuthServiceClient
-
     if password is not None:
         check_password(password, "the password")
     if username == config.admin_username:
         raise StackError(f"{username!r} is the stack's admin; choose another name")
+    import warnings
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    with warnings.catch_warnings():  # the auth client imports the server's app, which Starlette warns about
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from mlflow.server.auth.client import AuthServiceClient
+
     env_file, _aws = user_files(state, username)
     os.environ["MLFLOW_TRACKING_USERNAME"] = config.admin_username
     os.environ["MLFLOW_TRACKING_PASSWORD"] = config.admin_password
