@@ -13,9 +13,8 @@ def _command_lines() -> set[str]:
     found = set()
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
-                    found.add(handle.read().replace(b"\0", b" ").decode(errors="replace"))
+            with contextlib.suppress(OSError), open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                found.add(handle.read().replace(b"\0", b" ").decode(errors="replace"))
     return found
 
 
