@@ -319,7 +319,7 @@ def test_user_without_permission_is_refused_and_nothing_is_logged(stack: Stack, 
 
     admin = stack.client((stack.config.admin_username, stack.config.admin_password))
     experiment = admin.get_experiment_by_name("digitflow")
-    # alice, added by the README's `add-user alice` with its generated password, may log (EDIT).
+    # alice, added by the docs' `add-user alice --permission EDIT` with its generated password, may log.
     allowed = stack.client(stack.alice).create_run(experiment.experiment_id)
     admin = stack.client((stack.config.admin_username, stack.config.admin_password))  # back to the admin
     admin.delete_run(allowed.info.run_id)  # deleting needs MANAGE, which alice does not have
@@ -367,7 +367,7 @@ def test_dvc_push_then_a_fresh_clone_pulls_and_reproduces_nothing(
     repro = stack.readme("dvc repro", cwd=clone, **stack.client_env(stack.alice))
     assert "Running stage" not in repro
     assert "Data and pipelines are up to date" in repro
-    shown = stack.readme("dvc exp show --keep 'Experiment|(sklearn|torch)", cwd=clone, COLUMNS="250")
+    shown = stack.readme(r"dvc exp show --keep 'Experiment|(sklearn|torch)\.(test_accuracy", cwd=clone, COLUMNS="250")
     header = next(line for line in shown.splitlines() if "Experiment" in line).split()
     columns = [
         "Experiment",
@@ -454,7 +454,8 @@ def test_a_champion_changed_through_the_server_is_refused_before_it_runs(
     champion = stack.client(stack.admin).get_model_version_by_alias("digitflow-sklearn", "champion")
     witness = tmp_path / "PLANTED_CODE_RAN"
     planted, _ = planted_pickle(tmp_path / "planted" / "model.skops", witness)
-    stack.client(stack.alice).log_model_artifact(champion.model_id, str(planted))
+    model_id = champion.model_id or champion.source.removeprefix("models:/")  # the logged model it was made from
+    stack.client(stack.alice).log_model_artifact(model_id, str(planted))
 
     env = stack.client_env(stack.alice)
     picture = str(a_picture(tmp_path))
