@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,9 +42,11 @@ def test_a_pid_file_whose_pid_was_reused_is_stale_and_its_process_left_alone(
     """The service died (a reboot, a crash) and its number now belongs to another process: `down` must not
     signal that process's group, and `up` must see the service as stopped (it starts it again)."""
     pid_file = tmp_path / "mlflow.pid"
+    time.sleep(0.05)  # a later clock tick (10 ms): the same command line as the bystander, another start time
     start_process(["sleep", "120"], {}, tmp_path / "mlflow.log", pid_file)
     record = json.loads(pid_file.read_text())
     stop_process(pid_file)
+    assert record["cmdline"] == process_identity(bystander.pid)["cmdline"], "only the start time tells them apart"
     pid_file.write_text(json.dumps({**record, "pid": bystander.pid}))  # the recorded start time is the old one
 
     assert read_pid(pid_file) is None, "`up` starts the service: the PID is not the service's"
