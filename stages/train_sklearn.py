@@ -15,38 +15,25 @@ log = logging.getLogger(__name__)
 MODEL = "sklearn"
 
 
-def skops_version() -> str:
-    from importlib.metadata import version
-
-    return version("skops")
-
-
 def main() -> None:
     params = load_params()
     meta = load_meta()
     train, val = load_split("train"), load_split("val")
     # Heavy imports only once the params and inputs are known to be good: mistakes show in a second.
     import mlflow
-    import sklearn
 
     from digitflow.core.io import write_json
     from digitflow.evaluation.metrics import reviewed_metrics
     from digitflow.models.folder import write_model_dir
-    from digitflow.models.sklearn_model import (
-        SKOPS_TRUSTED_TYPES,
-        build_model,
-        classifier,
-        coefficients,
-        save_model,
-    )
+    from digitflow.models.sklearn_model import build_model, classifier, coefficients, save_model
     from digitflow.tracking.model_files import register_logged_model
     from digitflow.tracking.records import write_training_record
     from digitflow.tracking.runs import run_name_base, training_run
+    from digitflow.tracking.sklearn_copy import log_sklearn_model
     from digitflow.tracking.training_log import (
         fit_metrics,
         log_confusion_matrix,
         log_training_inputs,
-        model_log_args,
         run_params,
     )
 
@@ -70,15 +57,7 @@ def main() -> None:
         metrics.update(fit_seconds=round(fit_seconds, 4), n_iter=int(classifier(model).n_iter_.max()))
         mlflow.log_metrics(metrics)
         log_confusion_matrix(val.labels, val_proba.argmax(axis=1), "val", MODEL)
-        example = val.features[:5]
-        logged = mlflow.sklearn.log_model(
-            model,
-            pyfunc_predict_fn="predict_proba",
-            serialization_format="skops",  # no pickle; models/ holds arrays only (sklearn_model.py)
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
-            pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"skops=={skops_version()}"],
-            **model_log_args(meta, example, model.predict_proba(example)),
-        )
+        logged = log_sklearn_model(model, meta, val.features[:5])  # models/'s own file (sklearn_pyfunc.py)
         info = register_logged_model(run, logged, MODEL)
         write_model_dir(MODEL, partial(save_model, model), coefficients(model), meta)
         write_training_record(MODEL, info, fit_seconds, n_iter=metrics["n_iter"])

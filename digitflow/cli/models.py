@@ -67,14 +67,9 @@ def _serve(args: argparse.Namespace) -> None:
         file=sys.stderr,
     )
     sys.stderr.flush()
-    # PyTorch's pt2 archive loads with pickle refused (torch's restricted unpickler). MLflow 3.17 refuses every
-    # scikit-learn format, skops too, under that setting (the trusted types are read from the model's own
-    # MLmodel), so the scikit-learn champion is served with it on, on the strength of the digest check.
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": uri,
-        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": str(args.model != "torch").lower(),
-    }
+    # Pickle refused: PyTorch's pt2 archive is read with torch's restricted unpickler, the scikit-learn model
+    # is numbers only (models/sklearn_pyfunc.py).
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
     os.execvpe(command[0], command, env)
 
 

@@ -8,7 +8,7 @@ fitted arrays (``coef_``, ``mean_``, ...), rebuilt on load by ``build_model`` an
 NumPy reads it with ``allow_pickle=False``, so a file planted in its place (a pickle that runs a program
 when unpickled) is refused as damaged, and loading imports only the three estimators, a tenth of a second
 where skops' import costs seconds (docs/models.md, "Model format and trust"). The copy logged to MLflow is
-skops (MLflow's own default format for scikit-learn) with an explicit trusted-type list.
+the same file, loaded by ``sklearn_pyfunc``.
 """
 
 from __future__ import annotations
@@ -31,10 +31,6 @@ SCALER_STEP = "scaler"
 FORMAT = "digitflow-sklearn-arrays/1"
 HEADER = "header"
 SCALERS: dict[str, Any] = {"standard": StandardScaler, "minmax": MinMaxScaler}
-# Types the skops file logged to MLflow may hold beyond what skops trusts by default (scikit-learn's
-# estimators, NumPy's arrays and scalars, builtins): none. A test checks `get_untrusted_types` finds none in
-# every scaling's pipeline, so anything else in a file, a planted function or class, is refused on load.
-SKOPS_TRUSTED_TYPES: list[str] = []
 
 
 def build_model(params: TrainSklearnParams, seed: int = 0) -> Pipeline:

@@ -175,33 +175,23 @@ def champion_files(model: str, client: Any = None) -> tuple[Any, Path]:
     return version, verified_download(client, name, version)
 
 
+# The loaders a champion may name in its MLmodel (the digest check already pins the file; this is a second net).
+CHAMPION_LOADERS = {"sklearn": "digitflow.models.sklearn_pyfunc", "torch": "mlflow.pytorch"}
+
+
 def champion_predictor(model: str, client: Any = None) -> tuple[Predictor, ModelCard]:
-    """The registry's ``@champion`` of ``model``, with its card, loaded from its checked files without
-    running code from them: scikit-learn's skops file with this project's trusted types (not the list in
-    the model's own ``MLmodel``), PyTorch's ``pt2`` archive with pickle refused
-    (``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``: MLflow reads it with torch's restricted unpickler)."""
-    from mlflow.models import Model
+    """The registry's ``@champion`` of ``model``, with its card, loaded from its checked files with pickle
+    refused (``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``): scikit-learn's numbers-only file through this
+    package's loader, PyTorch's ``pt2`` archive through torch's restricted unpickler."""
+    import mlflow.pyfunc
 
     _version, folder = champion_files(model, client)
-    metadata = Model.load(str(folder)).metadata or {}
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
+    pyfunc = mlflow.pyfunc.load_model(str(folder))
+    if pyfunc.loader_module != CHAMPION_LOADERS[model]:
+        raise DigitflowError(f"{champion_uri(model)} is loaded by {pyfunc.loader_module}, not digitflow's training")
+    metadata = pyfunc.metadata.metadata or {}
     if not {"image_shape", "pixel_max", "dataset"} <= set(metadata):
         raise DigitflowError(f"{champion_uri(model)} was not logged by digitflow's training stages (no image metadata)")
     card = ModelCard.from_dict(metadata)
-    if model == "sklearn":
-        import skops.io
-
-        from digitflow.models.sklearn_model import SKOPS_TRUSTED_TYPES
-
-        pipeline = skops.io.load(folder / "model.skops", trusted=SKOPS_TRUSTED_TYPES)
-        return (lambda rows: np.asarray(pipeline.predict_proba(rows))), card
-    import mlflow.pytorch
-    import torch
-
-    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
-    module = mlflow.pytorch.load_model(str(folder), map_location="cpu")
-
-    def predict(rows: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return module(torch.as_tensor(np.asarray(rows), dtype=torch.float32)).cpu().numpy()
-
-    return predict, card
+    return (lambda rows: np.asarray(pyfunc.predict(np.asarray(rows, dtype=np.float32)))), card

@@ -230,8 +230,8 @@ def test_pipeline_logs_both_runs_to_the_server(stack: Stack, team_project: Path,
         (version,) = client.search_model_versions(f"name = 'digitflow-{model}' and run_id = '{run_id}'")
         assert float(version.tags["test_accuracy"]) == pytest.approx(evaluated[model]["test_accuracy"])
         assert (version.tags[BRANCH_TAG], len(version.tags[DIGEST_TAG])) == ("main", 64)
-    model = mlflow.sklearn.load_model(f"runs:/{run_ids(team_project)['sklearn']}/model")
-    assert hasattr(model, "predict_proba")
+    model = mlflow.pyfunc.load_model(f"runs:/{run_ids(team_project)['sklearn']}/model")
+    assert model.loader_module == "digitflow.models.sklearn_pyfunc"
     s3 = stack.s3(stack.config.s3_access_key, stack.config.s3_secret_key)  # the MLflow server's own key
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=ARTIFACTS_BUCKET, MaxKeys=1000).get("Contents", [])]
     assert any(key.endswith("val_confusion_matrix.png") for key in keys), "artifacts are stored in S3"
@@ -445,7 +445,7 @@ def test_a_champion_changed_through_the_server_is_refused_before_it_runs(
     stack: Stack, team_project: Path, tmp_path: Path
 ) -> None:
     """MLflow lets an account with EDIT on an experiment write any of its artifacts through the server, the
-    champion's model files included: alice replaces the scikit-learn champion's skops file with a pickle that
+    champion's model files included: alice replaces the scikit-learn champion's model file with a pickle that
     would create a file when loaded. `predict --source champion` and `serve` check the files against the
     digest recorded at registration and refuse them before anything is read; the PyTorch champion, untouched,
     still predicts (its pt2 archive read with pickle refused)."""
@@ -453,9 +453,9 @@ def test_a_champion_changed_through_the_server_is_refused_before_it_runs(
     run(team_project, "digitflow", "promote", "sklearn", **release)
     champion = stack.client(stack.admin).get_model_version_by_alias("digitflow-sklearn", "champion")
     witness = tmp_path / "PLANTED_CODE_RAN"
-    planted, _ = planted_pickle(tmp_path / "planted" / "model.skops", witness)
+    planted, _ = planted_pickle(tmp_path / "planted" / "model.npz", witness)
     model_id = champion.model_id or champion.source.removeprefix("models:/")  # the logged model it was made from
-    stack.client(stack.alice).log_model_artifact(model_id, str(planted))
+    stack.client(stack.alice).log_model_artifact(model_id, str(planted), artifact_path="data")
 
     env = stack.client_env(stack.alice)
     picture = str(a_picture(tmp_path))

@@ -12,7 +12,6 @@ import pytest
 
 from digitflow.core.params import TrainSklearnParams
 from digitflow.models.sklearn_model import (
-    SKOPS_TRUSTED_TYPES,
     build_model,
     classifier,
     coefficients,
@@ -103,17 +102,6 @@ def test_every_scaling_round_trips_to_the_same_bytes_and_predictions(tmp_path: P
     np.testing.assert_array_equal(loaded.predict_proba(features), model.predict_proba(features))
     save_model(loaded, tmp_path / "b.npz")
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
-
-
-def test_the_mlflow_copys_trusted_types_cover_every_pipeline(fitted):
-    """The skops file logged to MLflow holds only types skops trusts by default: the explicit list adds none,
-    so anything else found in such a file is refused."""
-    import skops.io
-
-    assert SKOPS_TRUSTED_TYPES == []
-    for scaling in ("standard", "minmax", "none"):
-        model = build_model(TrainSklearnParams(scaling=scaling)).fit(fitted[1][:200], fitted[2][:200])
-        assert skops.io.get_untrusted_types(data=skops.io.dumps(model)) == []
 
 
 def test_coefficients(fitted):

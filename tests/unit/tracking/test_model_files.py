@@ -16,7 +16,7 @@ from digitflow.core.params import TrainSklearnParams, TrainTorchParams
 from digitflow.data.datasets import DatasetMeta
 from digitflow.models import torch_model
 from digitflow.models.card import ModelCard
-from digitflow.models.sklearn_model import SKOPS_TRUSTED_TYPES, build_model
+from digitflow.models.sklearn_model import build_model, model_bytes
 from digitflow.tracking.model_files import (
     BRANCH_TAG,
     DIGEST_TAG,
@@ -25,6 +25,7 @@ from digitflow.tracking.model_files import (
     register_logged_model,
 )
 from digitflow.tracking.registry import champion_predictor, promote
+from digitflow.tracking.sklearn_copy import log_sklearn_model
 from digitflow.tracking.training_log import model_log_args
 from tests.support.planted import planted_pickle
 from tests.unit.tracking.conftest import Store
@@ -43,16 +44,8 @@ def log_sklearn(store: Store, digits, environ: dict[str, str] | None = None):
     """What train_sklearn logs and registers, on a small fit; the fitted pipeline and the run record."""
     features, labels = digits
     model = build_model(TrainSklearnParams(max_iter=60)).fit(features[:400], labels[:400])
-    example = features[400:405]
     with mlflow.start_run(experiment_id=store.experiment_id) as run:
-        logged = mlflow.sklearn.log_model(
-            model,
-            pyfunc_predict_fn="predict_proba",
-            serialization_format="skops",
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
-            pip_requirements=["scikit-learn"],
-            **model_log_args(DIGITS, example, model.predict_proba(example)),
-        )
+        logged = log_sklearn_model(model, DIGITS, features[400:405])
         info = register_logged_model(run, logged, "sklearn", environ or {})
     return model, info
 
@@ -67,7 +60,9 @@ def test_a_registered_version_records_its_files_and_the_champion_predicts(store:
     assert (info.registered_model, info.model_version) == ("digitflow-sklearn", "1")
     version = store.client.get_model_version("digitflow-sklearn", "1")
     folder = artifact_folder(store, "digitflow-sklearn", "1")
-    assert (folder / "model.skops").is_file()
+    # The logged copy is models/'s own file, byte for byte, loaded by digitflow's loader, not pickle.
+    assert (folder / "data" / "model.npz").read_bytes() == model_bytes(model)
+    assert "loader_module: digitflow.models.sklearn_pyfunc" in (folder / "MLmodel").read_text()
     assert version.tags[DIGEST_TAG] == files_digest(folder)
     assert BRANCH_TAG in version.tags
     promote("sklearn", version="1", force=True, client=store.client, branch=None)
@@ -79,22 +74,23 @@ def test_a_registered_version_records_its_files_and_the_champion_predicts(store:
     np.testing.assert_allclose(predict(rows), model.predict_proba(rows), rtol=1e-6)
 
 
-@pytest.mark.parametrize("planted", ["model.skops", "MLmodel"])
+@pytest.mark.parametrize("planted", ["data/model.npz", "MLmodel"])
 def test_a_champion_whose_files_changed_is_refused_before_anything_runs(
     store: Store, digits, tmp_path: Path, planted: str
 ) -> None:
     """Someone with write access to the artifact store replaces the model file with a pickle that would
-    create a file when loaded, or rewrites MLmodel to load it as a pickle: the digest no longer matches."""
+    create a file when loaded, or rewrites MLmodel to load one with MLflow's pickle loader: the digest no
+    longer matches."""
     log_sklearn(store, digits)
     promote("sklearn", version="1", force=True, client=store.client, branch=None)
     folder = artifact_folder(store, "digitflow-sklearn", "1")
     witness = tmp_path / "PLANTED_CODE_RAN"
-    if planted == "model.skops":
-        planted_pickle(folder / "model.skops", witness)
+    if planted == "data/model.npz":
+        planted_pickle(folder / "data" / "model.npz", witness)
     else:
         mlmodel = folder / "MLmodel"
-        mlmodel.write_text(mlmodel.read_text().replace("serialization_format: skops", "serialization_format: pickle"))
-        planted_pickle(folder / "model.pkl", witness)
+        mlmodel.write_text(mlmodel.read_text().replace("digitflow.models.sklearn_pyfunc", "mlflow.sklearn"))
+        planted_pickle(folder / "data" / "model.pkl", witness)
     with pytest.raises(ModelFilesError, match="changed since it was registered"):
         champion_predictor("sklearn", store.client)
     assert not witness.exists()
