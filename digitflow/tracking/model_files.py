@@ -29,6 +29,7 @@ from typing import Any
 from digitflow.core.errors import DigitflowError
 from digitflow.core.git import commit_id, current_branch
 from digitflow.core.names import REGISTERED_MODELS
+from digitflow.tracking.links import without_credentials
 from digitflow.tracking.runs import RunInfo
 from digitflow.tracking.store import tracking_uri
 
@@ -76,7 +77,8 @@ def register_logged_model(run: Any, logged: Any, model_name: str, environ: Mappi
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    record = RunInfo(run.info.run_id, run.info.experiment_id, tracking_uri())
+    # The record goes to DVC's cache and remote: never with the URI's `user:password@`.
+    record = RunInfo(run.info.run_id, run.info.experiment_id, without_credentials(tracking_uri()))
     if not registration_wanted(environ):
         log.info("model logged, not registered (%s=false)", REGISTER_ENV_VAR)
         return record
