@@ -26,7 +26,7 @@ from digitflow.data.mnist import (
     resolve_mirrors,
 )
 from tests.conftest import make_project_copy, run
-from tests.support.project import serve_folder, set_params
+from tests.support.project import serve_folder, serving, set_params
 
 pytestmark = pytest.mark.mnist
 
@@ -316,17 +316,11 @@ def streaming_mirror(announce: int | None, pause: float) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/mnist/"
-    finally:
-        stop.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(Endless) as url:
+        try:
+            yield f"{url}mnist/"
+        finally:
+            stop.set()
 
 
 def test_a_mirror_sending_without_end_is_cut_off_at_the_size_cap(tmp_path):
