@@ -38,7 +38,7 @@ def main() -> None:
             mirrors = resolve_mirrors(params.fetch.mirrors)
             log.info("downloading MNIST from %s", ", ".join(mirrors))
             with download_bars_only_in_a_terminal():
-                download_mnist(raw_dir, mirrors, timeout=params.fetch.timeout)
+                download_mnist(raw_dir, mirrors, timeout=params.fetch.timeout, deadline=params.fetch.deadline)
             log.info("MNIST verified and extracted under %s", paths.RAW_DIR)
 
 

@@ -22,20 +22,19 @@ def main() -> None:
     train, val = load_split("train"), load_split("val")
     # Heavy imports only once the params and inputs are known to be good: mistakes show in a second.
     import mlflow
-    import sklearn
 
     from digitflow.core.io import write_json
     from digitflow.evaluation.metrics import reviewed_metrics
     from digitflow.models.folder import write_model_dir
     from digitflow.models.sklearn_model import build_model, classifier, coefficients, save_model
+    from digitflow.tracking.model_files import register_logged_model
     from digitflow.tracking.records import write_training_record
     from digitflow.tracking.runs import run_name_base, training_run
+    from digitflow.tracking.sklearn_copy import log_sklearn_model
     from digitflow.tracking.training_log import (
         fit_metrics,
         log_confusion_matrix,
         log_training_inputs,
-        model_log_args,
-        registered_run_info,
         run_params,
     )
 
@@ -59,17 +58,8 @@ def main() -> None:
         metrics.update(fit_seconds=round(fit_seconds, 4), n_iter=int(classifier(model).n_iter_.max()))
         mlflow.log_metrics(metrics)
         log_confusion_matrix(val.labels, val_proba.argmax(axis=1), "val", MODEL, meta.class_names)
-        example = val.features[:5]
-        # The pickle format is chosen and documented (sklearn_model.py): MLflow's warning would repeat it.
-        logging.getLogger("mlflow.sklearn").addFilter(lambda record: "pickle or cloudpickle" not in record.getMessage())
-        logged = mlflow.sklearn.log_model(
-            model,
-            pyfunc_predict_fn="predict_proba",
-            serialization_format="pickle",  # as models/: skops' import costs 5-7 s (sklearn_model.py)
-            pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
-            **model_log_args(MODEL, meta, example, model.predict_proba(example)),
-        )
-        info = registered_run_info(run, logged, MODEL)
+        logged = log_sklearn_model(model, meta, val.features[:5])  # models/'s own file (sklearn_pyfunc.py)
+        info = register_logged_model(run, logged, MODEL)
         write_model_dir(MODEL, partial(save_model, model), coefficients(model), meta)
         write_training_record(MODEL, info, fit_seconds, n_iter=metrics["n_iter"])
         write_json(paths.train_metrics_file(MODEL), reviewed_metrics(metrics))

@@ -39,6 +39,7 @@ def main() -> None:
         select_device,
         train_logistic_regression,
     )
+    from digitflow.tracking.model_files import register_logged_model
     from digitflow.tracking.records import write_training_record
     from digitflow.tracking.runs import log_step_metrics, run_name_base, training_run
     from digitflow.tracking.training_log import (
@@ -46,7 +47,6 @@ def main() -> None:
         log_confusion_matrix,
         log_training_inputs,
         model_log_args,
-        registered_run_info,
         run_params,
     )
 
@@ -73,10 +73,11 @@ def main() -> None:
         example = val.features[:5]
         logged = mlflow.pytorch.log_model(
             ProbabilityModel(model),
+            serialization_format="pt2",  # checked by torch's restricted unpickler on load (docs/models.md)
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            **model_log_args(MODEL, meta, example, predict_proba(model, example)),
+            **model_log_args(meta, example, predict_proba(model, example)),
         )
-        info = registered_run_info(run, logged, MODEL)
+        info = register_logged_model(run, logged, MODEL)
         write_model_dir(MODEL, partial(save_model, model), coefficients(model), meta)
         write_training_record(MODEL, info, train_seconds, epochs=len(result.history))
         with atomic_path(paths.TORCH_HISTORY_FILE) as tmp:

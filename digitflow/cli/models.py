@@ -22,48 +22,55 @@ def _promote(args: argparse.Namespace) -> None:
     from digitflow.tracking.registry import promote
     from digitflow.tracking.store import tracking_uri
 
-    result = promote(args.model, args.metric, args.version, args.force, mlflow.MlflowClient(tracking_uri()))
+    branch = None if args.any_branch else args.branch
+    result = promote(args.model, args.metric, args.version, args.force, mlflow.MlflowClient(tracking_uri()), branch)
     print(result.describe())
 
 
-def serve_command(model: str, host: str, port: int) -> list[str]:
-    """``mlflow models serve`` of the champion, in this environment (no virtualenv to build offline)."""
-    from digitflow.tracking.registry import champion_uri
-
-    return ["mlflow", "models", "serve", "-m", champion_uri(model), "--host", host, "--port", str(port),
+def serve_command(folder: Path, host: str, port: int) -> list[str]:
+    """``mlflow models serve`` of the champion's checked files, in this environment (no virtualenv to build
+    offline)."""
+    return ["mlflow", "models", "serve", "-m", str(folder), "--host", host, "--port", str(port),
             "--env-manager", "local"]  # fmt: skip
 
 
-def _require_champion(model: str) -> str:
-    """The store's URI, once it is known that ``model`` has a @champion (one message, not MLflow's traceback)."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
+LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
 
-    from digitflow.tracking.registry import CHAMPION
-    from digitflow.tracking.store import tracking_uri
 
-    uri = tracking_uri()
-    name = REGISTERED_MODELS[model]
-    try:
-        mlflow.MlflowClient(uri).get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        raise DigitflowError(
-            f"{name} has no @{CHAMPION} in {uri}: promote a version first (`digitflow promote {model}`)"
-        ) from None
-    return uri
+def exposure_warning(host: str) -> str | None:
+    """What to say when the model is served beyond this machine: ``mlflow models serve`` has no login."""
+    if host in LOOPBACK_HOSTS or host.startswith("127."):
+        return None
+    return (
+        f"warning: --host {host} serves the model to anyone who can reach this machine's port: `mlflow models "
+        "serve` has no authentication and no TLS. Put it behind a proxy that has them, or keep --host 127.0.0.1."
+    )
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from digitflow.tracking.registry import CHAMPION
+    import mlflow
 
-    uri = _require_champion(args.model)
-    command = serve_command(args.model, args.host, args.port)
+    from digitflow.tracking.registry import CHAMPION, champion_files
+    from digitflow.tracking.store import tracking_uri
+
+    if warning := exposure_warning(args.host):
+        print(warning, file=sys.stderr)
+    uri = tracking_uri()
+    name = REGISTERED_MODELS[args.model]
+    # Served from a local copy whose files match the digest recorded at registration: nothing written to
+    # the artifact store since then is read, and the copy cannot change between the check and the load.
+    version, folder = champion_files(args.model, mlflow.MlflowClient(uri))
+    command = serve_command(folder, args.host, args.port)
     print(
-        f"serving {REGISTERED_MODELS[args.model]}@{CHAMPION} on http://{args.host}:{args.port}/invocations",
+        f"serving {name}@{CHAMPION} (version {version.version}, files checked) on "
+        f"http://{args.host}:{args.port}/invocations",
         file=sys.stderr,
     )
     sys.stderr.flush()
-    os.execvpe(command[0], command, {**os.environ, "MLFLOW_TRACKING_URI": uri})
+    # Pickle refused: PyTorch's pt2 archive is read with torch's restricted unpickler, the scikit-learn model
+    # is numbers only (models/sklearn_pyfunc.py).
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
+    os.execvpe(command[0], command, env)
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -73,10 +80,11 @@ def _predict(args: argparse.Namespace) -> None:
     if missing:
         raise DigitflowError(f"no such image file: {', '.join(missing)}")
     if args.source == "champion":
-        from digitflow.tracking.registry import champion_predictor, champion_uri
+        from digitflow.tracking.registry import champion_predictor
+        from digitflow.tracking.store import tracking_uri
 
-        os.environ.setdefault("MLFLOW_TRACKING_URI", _require_champion(args.model))
-        predictor, card = champion_predictor(champion_uri(args.model))
+        os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri())
+        predictor, card = champion_predictor(args.model)
     else:
         predictor, card = local_predictor(args.model)
     conversions = convert_files(args.images, card)
@@ -98,6 +106,10 @@ def register(commands: Any) -> None:
     promote.add_argument("--metric", default="test_accuracy", help="test metric that ranks versions")
     promote.add_argument("--version", help="promote this version instead of the best one")
     promote.add_argument("--force", action="store_true", help="promote even if worse than the current champion")
+    promote.add_argument(
+        "--branch", default="main", help="consider the versions trained on this git branch (default main)"
+    )
+    promote.add_argument("--any-branch", action="store_true", help="consider every branch's versions")
     promote.set_defaults(handler=_promote)
 
     serve = commands.add_parser("serve", help="serve the champion over REST (mlflow models serve)")

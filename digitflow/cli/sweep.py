@@ -3,12 +3,16 @@ processes or machines with the same ``--study`` and ``--storage`` and they share
 
 It runs ``dvc exp run --temp`` once per trial. Everything is checked before any trial: the search space
 (``sweep.yaml``) against params.yaml, the metric (a validation metric), the storage.
+
+The storage URL of a shared database holds its password, so it is read from ``$SWEEP_STORAGE`` when
+``--storage`` is not given: a command line is visible to every user of the machine in ``ps``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ from digitflow.core import paths
 from digitflow.core.errors import DigitflowError
 
 log = logging.getLogger(__name__)
+STORAGE_ENV_VAR = "SWEEP_STORAGE"
 
 
 def _sweep(args: argparse.Namespace) -> None:
@@ -32,10 +37,17 @@ def _sweep(args: argparse.Namespace) -> None:
     from digitflow.tracking.store import repository_root
 
     root = repository_root()
+    if args.storage and redacted(args.storage) != args.storage:
+        log.warning(
+            "warning: --storage holds a password, which every user of this machine sees in `ps`; "
+            "export %s=URL and leave --storage out instead",
+            STORAGE_ENV_VAR,
+        )
+    storage = args.storage or os.environ.get(STORAGE_ENV_VAR) or default_storage(root)
     fixed = dict(parse_assignment(text) for text in args.fixed)
     config = load_config(args.config, study=args.study, trials=args.trials, metric=args.metric, fixed=fixed)
     metric = validate(config, yaml.safe_load(paths.PARAMS_FILE.read_text()) or {})
-    settings = Settings(args.storage or default_storage(root), heartbeat_s=args.heartbeat, grace_s=args.grace)
+    settings = Settings(storage, heartbeat_s=args.heartbeat, grace_s=args.grace)
     with quiet_optuna():
         study = open_study(config, metric, settings, root)
         if args.apply:
@@ -64,7 +76,11 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--config", type=Path, default=paths.SWEEP_FILE, help="search space file (default: sweep.yaml)")
     parser.add_argument("--study", help="study name; experiments are named <study>-<trial> (default: from config)")
-    parser.add_argument("--storage", help="Optuna database URL (default: sqlite:///<repo>/optuna.db)")
+    parser.add_argument(
+        "--storage",
+        help=f"Optuna database URL (default: ${STORAGE_ENV_VAR}, else sqlite:///<repo>/optuna.db); a URL with a "
+        f"password belongs in ${STORAGE_ENV_VAR}, out of `ps`",
+    )
     parser.add_argument("--trials", type=int, help="completed trials the study needs, all workers together")
     parser.add_argument("--metric", help="validation metric to optimise, e.g. torch.val_log_loss")
     parser.add_argument(

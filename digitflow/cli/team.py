@@ -1,19 +1,24 @@
 """``digitflow stack``: the team stack on one machine, bound to 127.0.0.1 (PostgreSQL, SeaweedFS as S3, an
 MLflow server with accounts), and the commands that connect this clone to it.
 
-    digitflow stack up            # start what is not running; print the URLs and what to export
-    eval "$(digitflow stack env)" # log the pipeline to the server, as the stack's admin
-    digitflow stack dvc-remote    # point this clone's `team` DVC remote at the stack
-    digitflow stack add-user NAME [--password P] [--permission EDIT]
+    digitflow stack up            # start what is not running; print the URLs and where the secrets are
+    eval "$(digitflow stack env)" # log the pipeline to the server, as the stack's admin (--user NAME: as NAME)
+    digitflow stack dvc-remote    # point this clone's `team` DVC remote at the stack (--user NAME: NAME's key)
+    digitflow stack add-user NAME [--permission EDIT] [--dvc write] [--promote] [--password-stdin]
     digitflow stack status
     digitflow stack down [--purge]  # stop by PID (and every worker); --purge also deletes the data
+
+No secret is printed or passed on a command line: they are in the state folder (0700), in files only
+their owner reads (0600), and reach other programs through pipes and files.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +59,9 @@ def _status(args: argparse.Namespace) -> None:
 
 def _env(args: argparse.Namespace) -> None:
     from digitflow.team.config import load_config
-    from digitflow.team.stack import env_lines
+    from digitflow.team.stack import env_text
 
-    print("\n".join(env_lines(load_config(_state(args)))))
+    print(env_text(load_config(_state(args)), _state(args), args.user), end="")
 
 
 def _dvc_remote(args: argparse.Namespace) -> None:
@@ -65,23 +70,40 @@ def _dvc_remote(args: argparse.Namespace) -> None:
     from digitflow.team.stack import dvc_remote_commands, require_dvc_plugin
 
     require_dvc_plugin(DVC_URL)
-    for command in dvc_remote_commands(load_config(_state(args))):
+    for command in dvc_remote_commands(load_config(_state(args)), _state(args), args.user):
         if subprocess.run([executable("dvc"), *command[1:]], check=False).returncode != 0:
-            # Not the whole command: it may hold the secret key.
-            raise StackError(f"`{' '.join(command[:5])} ...` failed (DVC's message is above)")
-    print(f"DVC remote {DVC_REMOTE!r} ({DVC_URL}) is this clone's default, at the stack (in .dvc/config.local)")
+            raise StackError(f"`{' '.join(command)}` failed (DVC's message is above)")
+    print(
+        f"DVC remote {DVC_REMOTE!r} ({DVC_URL}) is this clone's default, at the stack, with {args.user!r}'s key "
+        "(in .dvc/config.local)"
+    )
+
+
+def read_password(stream: object = None) -> str:
+    """A password from standard input: typed at a prompt (not echoed) in a terminal, else its first line,
+    so scripts pipe it in (`printf '%s\\n' "$PASSWORD" | ...`) and it never shows in `ps`."""
+    stream = sys.stdin if stream is None else stream
+    if getattr(stream, "isatty", lambda: False)():
+        return getpass.getpass("password (at least 12 characters): ")
+    return stream.readline().rstrip("\r\n")
 
 
 def _add_user(args: argparse.Namespace) -> None:
+    from digitflow.team.accounts import add_user
     from digitflow.team.config import load_config
-    from digitflow.team.stack import add_user
 
-    experiment = args.experiment or _experiment_default()
-    config = load_config(_state(args))
-    experiment_id, password = add_user(config, args.username, args.password, args.permission, experiment)
-    print(f"user {args.username!r}: {args.permission} on experiment {experiment!r} ({experiment_id})")
-    if password and not args.password:
-        print(f"password: {password}")
+    password = read_password() if args.password_stdin else None
+    grant = add_user(
+        load_config(_state(args)),
+        _state(args),
+        args.username,
+        password,
+        permission=args.permission,
+        experiment=args.experiment or _experiment_default(),
+        promote=args.promote,
+        dvc=args.dvc,
+    )
+    print(grant.describe())
 
 
 def register(commands: Any) -> None:
@@ -107,18 +129,34 @@ def register(commands: Any) -> None:
     stop.add_argument("--purge", action="store_true", help="also drop its databases and delete the state folder")
     stop.set_defaults(handler=_down)
     actions.add_parser("status", help="what is running, and where").set_defaults(handler=_status)
-    actions.add_parser("env", help="shell exports that send the pipeline's runs to the server").set_defaults(
-        handler=_env
-    )
+    env = actions.add_parser("env", help="shell exports that send the pipeline's runs to the server")
+    env.add_argument("--user", help="as this account (its file from add-user) instead of the admin")
+    env.set_defaults(handler=_env)
     remote = actions.add_parser(
         "dvc-remote", help="add the stack as this clone's default DVC remote `team` (.dvc/config.local)"
     )
+    remote.add_argument("--user", default="admin", help="whose DVC key (default: the admin's, issued by `up`)")
     remote.set_defaults(handler=_dvc_remote)
-    user = actions.add_parser("add-user", help="create an MLflow account and grant it a permission")
+    user = actions.add_parser(
+        "add-user", help="create or update an account: an MLflow login and a DVC key, least privilege by default"
+    )
     user.add_argument("username")
     user.add_argument(
-        "--password", help="at least 12 characters; a new user without one gets a generated one (printed)"
-    )
-    user.add_argument("--permission", default="EDIT", choices=["READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS"])
+        "--password-stdin", action="store_true",
+        help="read the password (at least 12 characters) from standard input; otherwise a new user gets a "
+        "generated one, written with the keys to the state folder's users/NAME.env",
+    )  # fmt: skip
+    user.add_argument(
+        "--permission", default="READ", choices=["READ", "USE", "EDIT", "MANAGE"],
+        help="on the experiment (default READ; EDIT to log runs)",
+    )  # fmt: skip
+    user.add_argument(
+        "--promote", action="store_true",
+        help="EDIT on the registered models: register versions and move @champion (the two go together in MLflow)",
+    )  # fmt: skip
+    user.add_argument(
+        "--dvc", default="read", choices=["read", "write", "none"],
+        help="the account's own key to the DVC remote (default read; write to push; none revokes it)",
+    )  # fmt: skip
     user.add_argument("--experiment", default=None, help="default: params.yaml tracking.experiment")
     user.set_defaults(handler=_add_user)

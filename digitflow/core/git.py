@@ -47,3 +47,12 @@ def is_dirty(cwd: Path | None = None, exclude: Sequence[Path] = ()) -> bool | No
     pathspec = [".", *(f":(exclude){path.as_posix()}" for path in exclude)]
     status = try_git("status", "--porcelain", "--untracked-files=no", "--", *pathspec, cwd=cwd)
     return None if status is None else bool(status)
+
+
+def current_branch(cwd: Path | None = None, environ: dict[str, str] | None = None) -> str:
+    """The branch checked out (``main``); on a detached HEAD, the pull request's source branch that GitHub
+    Actions names in ``GITHUB_HEAD_REF``, else ``""``."""
+    import os
+
+    environ = dict(os.environ) if environ is None else environ
+    return try_git("symbolic-ref", "--short", "-q", "HEAD", cwd=cwd) or environ.get("GITHUB_HEAD_REF", "")

@@ -4,7 +4,9 @@ Every output is written to a temporary name beside its destination and renamed i
 complete, so an interrupted or failed stage never leaves a half-written file for DVC or a user to find.
 ``mkstemp`` / ``mkdtemp`` create those temporaries private (0600 / 0700); before the rename they get the
 permissions an ordinary ``open`` / ``mkdir`` would have given (0666 / 0777 less the umask), so other
-users of a shared machine can read reports and models as they would any other file.
+users of a shared machine can read reports and models as they would any other file; ``write_private``
+keeps a secret's file 0600 instead. Files and their folders are ``fsync``ed before and after the rename,
+so a power cut leaves the old content or the new, never an empty or half-written file.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +35,29 @@ def publish_mode(path: Path, directory: bool = False) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
+def _fsync(path: Path) -> None:
+    """Flush a file's or a folder's data and entries to disk (a folder's entries are its renames)."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            _fsync(Path(folder) / name)
+        _fsync(Path(folder))
+
+
 @contextlib.contextmanager
-def atomic_path(destination: Path) -> Iterator[Path]:
-    """Yield a temporary path to write; move it onto ``destination`` only if the block succeeds."""
+def atomic_path(destination: Path, private: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write; move it onto ``destination`` only if the block succeeds.
+
+    ``private`` keeps the file readable by its owner only (0600, as ``mkstemp`` made it). The rename
+    replaces ``destination`` itself, never what a symbolic link there points to.
+    """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
@@ -43,30 +65,85 @@ def atomic_path(destination: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        publish_mode(tmp)
+        if not private:
+            publish_mode(tmp)
+        _fsync(tmp)
         os.replace(tmp, destination)
+        _fsync(destination.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
 
+# Called after each step of ``atomic_dir``'s replacement ("aside", "in"); tests interrupt it there.
+_step_hook: Callable[[str], None] | None = None
+
+
+def _step(name: str) -> None:
+    if _step_hook is not None:
+        _step_hook(name)
+
+
+def _aside_copies(destination: Path) -> list[Path]:
+    return sorted(destination.parent.glob(f".{destination.name}.*.old"))
+
+
+def recover_dir(destination: Path) -> None:
+    """Put back a folder that ``atomic_dir`` had moved aside when its process was killed before the new
+    one was renamed in (a SIGKILL or a power cut between the two renames); remove older leftovers."""
+    destination = Path(destination)
+    aside = _aside_copies(destination)
+    if aside and not destination.exists():
+        os.rename(aside.pop(), destination)
+        _fsync(destination.parent)
+    for leftover in aside:
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(destination: Path) -> Iterator[Path]:
-    """Yield a temporary folder to fill; it replaces ``destination`` only if the block succeeds."""
+    """Yield a temporary folder to fill; it replaces ``destination`` only if the block succeeds.
+
+    The old folder is renamed aside, the new one renamed in, then the old one deleted: at every moment
+    one of them is there (an exception or a signal between the renames puts the old one back; a process
+    killed outright leaves it aside, where the next ``atomic_dir`` or ``recover_dir`` finds it). Files and
+    folders are fsynced first, so a power cut keeps the old content or the new.
+    """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(destination)
     tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
+    aside: Path | None = None
     try:
         yield tmp
         publish_mode(tmp, directory=True)
+        _fsync_tree(tmp)
         if destination.exists():
-            shutil.rmtree(destination)
-        os.replace(tmp, destination)
+            aside = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".old", dir=destination.parent))
+            os.rename(destination, aside)  # onto the empty folder just made: an atomic replacement
+            _step("aside")
+        os.rename(tmp, destination)
+        _fsync(destination.parent)
+        _step("in")
+    except BaseException:
+        if aside is not None and not destination.exists():
+            os.rename(aside, destination)
+            aside = None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def write_text(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file that holds a secret: atomically, readable by its owner only (0600), replacing a
+    symbolic link at ``path`` rather than writing where it points."""
+    with atomic_path(path, private=True) as tmp:
         tmp.write_text(text)
 
 

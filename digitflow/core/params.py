@@ -93,6 +93,8 @@ class FetchParams(_Section):
     )
     # Seconds to wait for a mirror to connect or send the next bytes before trying the next mirror.
     timeout: Float = Field(20.0, gt=0, le=600)
+    # Seconds the whole download (four files, every mirror tried) may take before the stage gives up.
+    deadline: Float = Field(600.0, gt=0, le=86400)
 
 
 # Fitted on the training rows by each model and saved inside it (a Pipeline step, torch buffers).

@@ -29,12 +29,32 @@ def isolated_env(environ: Mapping[str, str] | None = None, **extra: str) -> dict
     return env
 
 
-def _proc_state(pid: int) -> str | None:
-    """The state letter in ``/proc/<pid>/stat`` (``Z`` for a zombie), or None without procfs."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat`` from its third field on (the command name, in parentheses, may hold spaces),
+    or None without procfs or the process."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+def _proc_state(pid: int) -> str | None:
+    """The state letter in ``/proc/<pid>/stat`` (``Z`` for a zombie), or None without procfs."""
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
+
+
+def process_identity(pid: int) -> dict[str, object] | None:
+    """What tells process ``pid`` from a later one that reuses its number: its start time (clock ticks
+    after boot, ``/proc/<pid>/stat`` field 22) and its command line; None if there is no such process."""
+    fields = _stat_fields(pid)
+    if not fields or len(fields) < 20:
+        return None
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    return {"start_time": int(fields[19]), "cmdline": [arg.decode(errors="replace") for arg in argv if arg]}
 
 
 def process_alive(pid: int) -> bool:

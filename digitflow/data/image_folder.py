@@ -9,7 +9,7 @@ Classes are sorted by name, so label i is the i-th name, as ``ImageFolder`` numb
 with a dot (``.DS_Store``, ``.ipynb_checkpoints``) are ignored, as ``ls`` does, and so are the files
 Windows leaves in picture folders (``Thumbs.db``, ``desktop.ini``); files at the top level belong to no
 class and are listed as left out. Every other file must be a PNG or JPEG image (by its
-content, not its name): ``open_image`` is the one place a file is opened, and one that fails is listed
+content, not its name): ``image_files.open_image`` is the one place a file is opened, and one that fails is listed
 with the reason. Each picture is described by what it is (size, mode, format) and by a hash of its
 decoded pixels, upright and in RGBA: the same picture saved again (another PNG compression, metadata,
 grey stored as RGB) has the same hash, so duplicates are found whatever the file bytes; a JPEG saved
@@ -29,45 +29,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from digitflow.core.errors import DataError
+from digitflow.data.image_files import ImageFileError, open_image
 
 if TYPE_CHECKING:
     from PIL import Image
 
 log = logging.getLogger(__name__)
 
-IMAGE_FORMATS = ("PNG", "JPEG")
-# The file's first bytes, checked before Pillow tries its whole list of formats on a file that is none.
-SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
 MIN_CLASSES = 2
 # What file managers write into picture folders by themselves: never the user's pictures, never an error.
 SYSTEM_FILES = ("thumbs.db", "desktop.ini")
-
-
-class UnreadableImageError(Exception):
-    """A file that is not a PNG or JPEG image, or one that cannot be decoded whole."""
-
-
-def open_image(path: Path) -> Image.Image:
-    """The picture in ``path``, decoded whole: a PNG or a JPEG, by its content (a truncated or damaged file
-    fails here, not halfway through a later stage); Pillow's decompression-bomb limit applies."""
-    from PIL import Image, UnidentifiedImageError
-
-    with open(path, "rb") as file:
-        head = file.read(8)
-    kind = next((name for signature, name in SIGNATURES.items() if head.startswith(signature)), None)
-    if kind is None:
-        raise UnreadableImageError("not a PNG or JPEG file" if head else "an empty file")
-    try:
-        with Image.open(path, formats=IMAGE_FORMATS) as image:
-            image.load()
-            return image
-    except Image.DecompressionBombError as exc:
-        raise UnreadableImageError(str(exc).split(". ")[0]) from exc
-    except UnidentifiedImageError as exc:  # its message repeats the path
-        raise UnreadableImageError(f"a damaged {kind} file: its header cannot be read") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        # Pillow reports damage as OSError ("image file is truncated"), SyntaxError ("broken PNG file"), ...
-        raise UnreadableImageError(f"a damaged {kind} file: {exc}") from exc
 
 
 def pixel_digest(image: Image.Image) -> str:
@@ -179,8 +150,8 @@ def read_folder(
         relative = _relative(path, folder)
         try:
             picture = open_image(path)
-        except (UnreadableImageError, OSError) as exc:
-            unreadable.append((relative, str(exc)))
+        except ImageFileError as exc:
+            unreadable.append((relative, exc.reason))
             continue
         finally:
             if progress is not None:

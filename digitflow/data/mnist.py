@@ -1,30 +1,33 @@
 """MNIST download through torchvision, from its upstream mirrors or any HTTP mirror or local folder.
 
-torchvision supplies the file list, the MD5 checksums, the download with a progress bar and the
-extraction; this module adds what a pipeline stage needs on top: mirrors chosen by the user, one error
-that names the file, each mirror tried and the expected checksum, and no partial file left behind
-(everything is downloaded into a staging folder that replaces the output folder only when complete),
-and a bounded wait: torchvision's ``download_url`` takes no timeout, so each download runs under a
-scoped default socket timeout (``fetch.timeout`` seconds per connect or read); a mirror that accepts
-the connection and never answers fails after that long and the next mirror is tried.
+torchvision supplies the file list, the MD5 checksums and the extraction; this module adds what a pipeline
+stage needs on top: mirrors chosen by the user, one error that names the file, each mirror tried and the
+expected checksum, and no partial file left behind (everything is downloaded into a staging folder that
+replaces the output folder only when complete). The download itself is a short loop of our own, with
+torchvision's progress bar and user agent, because ``download_url`` bounds nothing: here each connect or
+read waits at most ``fetch.timeout`` seconds (a mirror that accepts the connection and never answers fails
+after that long and the next is tried), no file may grow past ``MAX_FILE_BYTES`` (the largest MNIST file is
+9.9 MB; a mirror streaming without end is cut off), and the whole download ends by ``fetch.deadline``
+seconds (a mirror trickling a byte at a time, never silent long enough to time out, cannot hold the stage).
 The result is torchvision's own layout, so ``torchvision.datasets.MNIST(root)`` loads it as is.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import socket
+import time
 import urllib.error
-from collections.abc import Iterator, Sequence
+import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import numpy as np
 from torchvision.datasets import MNIST
-from torchvision.datasets.utils import calculate_md5, check_integrity, download_url, extract_archive
+from torchvision.datasets.utils import USER_AGENT, calculate_md5, check_integrity, extract_archive
+from tqdm.auto import tqdm
 
 from digitflow.core.errors import DownloadError
 from digitflow.core.io import atomic_dir
@@ -49,30 +52,51 @@ def resolve_mirrors(param_mirrors: Sequence[str], environ: dict[str, str] | None
 
 
 DEFAULT_TIMEOUT = 20.0
+DEFAULT_DEADLINE = 600.0
+# Six times the largest of the four files (train-images-idx3-ubyte.gz, 9,912,422 bytes).
+MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
-@contextlib.contextmanager
-def socket_timeout(seconds: float) -> Iterator[None]:
-    """Every socket created in the block waits at most ``seconds`` for a connect or a read."""
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
+class _Refused(Exception):
+    """A download stopped on purpose: too large, or past the deadline (the message says which)."""
+
+
+def _download_http(url: str, target: Path, timeout: float, deadline: float, max_bytes: int) -> None:
+    """Stream ``url`` into ``target``: ``timeout`` per connect or read, at most ``max_bytes``, done by the
+    ``time.monotonic()`` instant ``deadline``."""
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        length = response.length
+        if length is not None and length > max_bytes:
+            raise _Refused(f"the mirror announces {length:,} bytes, more than the {max_bytes:,} an MNIST file can be")
+        received = 0
+        with target.open("wb") as out, tqdm(total=length, unit="B", unit_scale=True, desc=target.name) as bar:
+            while chunk := response.read(64 * 1024):
+                received += len(chunk)
+                if received > max_bytes:
+                    raise _Refused(f"more than {max_bytes:,} bytes arrived, more than an MNIST file can be")
+                if time.monotonic() > deadline:
+                    raise _Refused("the download did not finish in time (fetch.deadline in params.yaml)")
+                out.write(chunk)
+                bar.update(len(chunk))
 
 
 def _timed_out(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
 
 
-def _download_one(filename: str, md5: str, mirrors: Sequence[str], folder: Path, timeout: float) -> list[str]:
+def _download_one(
+    filename: str, md5: str, mirrors: Sequence[str], folder: Path, timeout: float, deadline: float, max_bytes: int
+) -> list[str]:
     """Try each mirror in turn; return the mirrors that timed out, so later files try them last."""
     failures = []
     silent: list[str] = []
     for mirror in mirrors:
         url = f"{mirror}{filename}"
         target = folder / filename
+        if time.monotonic() > deadline:
+            failures.append(f"  {url}: not tried, the download's time was up (fetch.deadline in params.yaml)")
+            continue
         try:
             if url.startswith("file:"):
                 # A local folder: copy, then the same checksum check as a download.
@@ -80,9 +104,13 @@ def _download_one(filename: str, md5: str, mirrors: Sequence[str], folder: Path,
                 if not check_integrity(str(target), md5):
                     raise RuntimeError("File not found or corrupted.")
             else:
-                with socket_timeout(timeout):
-                    download_url(url, root=str(folder), filename=filename, md5=md5)
+                _download_http(url, target, timeout, deadline, max_bytes)
+                if not check_integrity(str(target), md5):
+                    raise RuntimeError("File not found or corrupted.")
             return silent
+        except _Refused as exc:
+            target.unlink(missing_ok=True)
+            failures.append(f"  {url}: {exc}")
         except (urllib.error.URLError, OSError, RuntimeError, ValueError) as exc:
             if _timed_out(exc):
                 target.unlink(missing_ok=True)
@@ -104,15 +132,23 @@ def _download_one(filename: str, md5: str, mirrors: Sequence[str], folder: Path,
     )
 
 
-def download_mnist(root: Path, mirrors: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> Path:
+def download_mnist(
+    root: Path,
+    mirrors: Sequence[str],
+    timeout: float = DEFAULT_TIMEOUT,
+    deadline: float = DEFAULT_DEADLINE,
+    max_bytes: int = MAX_FILE_BYTES,
+) -> Path:
     """Download, verify and extract the four MNIST files into ``root/MNIST/raw``; return that folder.
 
-    ``timeout`` bounds each connect and each read, in seconds, so no mirror can hang the stage."""
+    ``timeout`` bounds each connect and each read, ``deadline`` the whole download, in seconds, and
+    ``max_bytes`` each file, so no mirror can hang the stage or fill the disk."""
     raw_folder = Path(root) / MNIST.__name__ / "raw"
     order = list(mirrors)
+    ends_at = time.monotonic() + deadline
     with atomic_dir(raw_folder) as staging:
         for filename, md5 in MNIST_RESOURCES:
-            silent = _download_one(filename, md5, order, staging, timeout)
+            silent = _download_one(filename, md5, order, staging, timeout, ends_at, max_bytes)
             # A mirror that kept silent once would cost the full timeout again for each file.
             order = [m for m in order if m not in silent] + [m for m in order if m in silent]
             extract_archive(str(staging / filename), str(staging))

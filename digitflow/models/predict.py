@@ -24,6 +24,7 @@ from digitflow.core import paths
 from digitflow.core.errors import DigitflowError
 from digitflow.core.inputs import read, reading
 from digitflow.core.io import read_json
+from digitflow.data.image_files import ImageFileError, open_image
 from digitflow.models.card import ModelCard
 from digitflow.models.image_recipes import Conversion, convert
 
@@ -39,15 +40,12 @@ def convert_image(image: Any, card: ModelCard) -> Conversion:
 def convert_files(files: Sequence[Path], card: ModelCard) -> list[Conversion]:
     """Each image file converted for the model; one message naming every file that cannot be read, and a
     warning per file that does not look like a digit on plain paper."""
-    from PIL import Image, UnidentifiedImageError
-
     conversions, problems = [], []
     for file in files:
         try:
-            with Image.open(file) as image:
-                conversions.append(convert_image(image, card))
-        except (OSError, UnidentifiedImageError) as exc:
-            problems.append(f"  {file}: {exc}")
+            conversions.append(convert_image(open_image(file), card))
+        except ImageFileError as exc:
+            problems.append(f"  {exc}")
     if problems:
         raise DigitflowError("cannot read these images (PNG or JPEG expected):\n" + "\n".join(problems))
     unlike = "a picture like its training images" if card.image_recipe == "folder" else "a digit on plain paper"

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from digitflow.core.io import atomic_path
+from digitflow.data.image_files import open_image
 from digitflow.models.card import ModelCard
 from digitflow.models.image_recipes import Conversion, greyscale
 
@@ -63,13 +64,13 @@ def write_views(
     written = []
     for file, name, conversion, row in zip(files, view_names(files), conversions, proba, strict=True):
         best = int(row.argmax())
-        with Image.open(file) as image:
-            title = f"{file.name} ({image.width}x{image.height} {image.mode})"
-            caption = f"predicted {card.class_names[best]} (probability {row[best]:.3f}), {conversion.recipe} recipe"
-            # Other modes (transparent, 16-bit, palette) shown as the recipe read them: grey, on white.
-            plain = image.mode in ("RGB", "L") and "transparency" not in image.info
-            picture = ImageOps.exif_transpose(image) if plain else Image.fromarray(greyscale(image).astype(np.uint8))
-            view = seen_beside(picture, conversion, card.pixel_max, title, caption)
+        image = open_image(file)
+        title = f"{file.name} ({image.width}x{image.height} {image.mode})"
+        caption = f"predicted {card.class_names[best]} (probability {row[best]:.3f}), {conversion.recipe} recipe"
+        # Other modes (transparent, 16-bit, palette) shown as the recipe read them: grey, on white.
+        plain = image.mode in ("RGB", "L") and "transparency" not in image.info
+        picture = ImageOps.exif_transpose(image) if plain else Image.fromarray(greyscale(image).astype(np.uint8))
+        view = seen_beside(picture, conversion, card.pixel_max, title, caption)
         with atomic_path(folder / name) as tmp:
             view.save(tmp, format="PNG")
         written.append(folder / name)

@@ -46,9 +46,23 @@ def stop_postgres(config: StackConfig) -> None:
 
 
 def psql(config: StackConfig, sql: str) -> str:
-    """Run SQL as the ``postgres`` superuser (root, or passwordless sudo) and return its output."""
-    command = ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-p", str(config.pg_port), "-d", "postgres"]
-    result = subprocess.run(_as_postgres([*command, "-c", sql]), capture_output=True, text=True, cwd="/")
+    """Run SQL as the ``postgres`` superuser (root, or passwordless sudo) and return its output. The SQL goes
+    through standard input, never the command line, where ``ps`` would show a role's password to every user."""
+    command = [
+        "psql",
+        "-X",
+        "-q",
+        "-At",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-p",
+        str(config.pg_port),
+        "-d",
+        "postgres",
+        "-f",
+        "-",
+    ]
+    result = subprocess.run(_as_postgres(command), input=sql, capture_output=True, text=True, cwd="/")
     if result.returncode != 0:
         raise StackError(
             f"PostgreSQL refused `{sql.split()[0]} ...`: {result.stderr.strip()}\n"

@@ -10,15 +10,15 @@ PostgreSQL and S3 (docs/team.md).
 from __future__ import annotations
 
 import importlib.util
-import os
-import shlex
 import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
-from digitflow.core.names import REGISTERED_MODELS
+from digitflow.team.accounts import env_exports, read_env_file
 from digitflow.team.config import (
+    ADMIN_DVC_USER,
     ARTIFACTS_BUCKET,
+    AWS_PROFILE,
     CONFIG_NAME,
     DVC_BUCKET,
     DVC_REMOTE,
@@ -28,6 +28,11 @@ from digitflow.team.config import (
     StackError,
     create_config,
     load_config,
+    new_dvc_key,
+    private_folder,
+    save_config,
+    user_files,
+    write_dvc_credentials,
 )
 from digitflow.team.postgres import drop_databases, ensure_databases, ensure_postgres, pg_cluster, stop_postgres
 from digitflow.team.servers import start_mlflow, start_seaweedfs
@@ -38,11 +43,16 @@ DEFAULT_STATE = Path(".stack")
 
 def up(state: Path, name: str, workers: int) -> StackConfig:
     """Start every service that is not running; on failure stop what this call started."""
+    private_folder(state)
     if (state / CONFIG_NAME).exists():
         config = load_config(state)
+        if ADMIN_DVC_USER not in config.dvc_keys:  # set up before DVC keys were per user
+            config.dvc_keys[ADMIN_DVC_USER] = new_dvc_key("write")
+            save_config(state, config)
     else:
         version, cluster, port, _status = pg_cluster()
         config = create_config(state, name, version, cluster, port)
+    write_dvc_credentials(state, ADMIN_DVC_USER, config.dvc_keys[ADMIN_DVC_USER])
     if ensure_postgres(config):
         (state / "postgres.started").touch()
     ensure_databases(config)
@@ -74,13 +84,12 @@ def down(state: Path, purge: bool) -> list[str]:
     return stopped
 
 
-def env_lines(config: StackConfig) -> list[str]:
-    values = {
-        "MLFLOW_TRACKING_URI": config.mlflow_url,
-        "MLFLOW_TRACKING_USERNAME": config.admin_username,
-        "MLFLOW_TRACKING_PASSWORD": config.admin_password,
-    }
-    return [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
+def env_text(config: StackConfig, state: Path, username: str | None = None) -> str:
+    """The exports that make the pipeline log to the server as the admin, or as ``username`` (from the
+    file ``add-user`` wrote), for ``eval "$(digitflow stack env)"``: the password goes through a pipe."""
+    if username is None or username == config.admin_username:
+        return env_exports(config.mlflow_url, config.admin_username, config.admin_password)
+    return read_env_file(state, username)
 
 
 def dvc_plugin(url: str) -> tuple[str, str] | None:
@@ -105,14 +114,21 @@ def require_dvc_plugin(url: str, extra: str = "team") -> None:
         )
 
 
-def dvc_remote_commands(config: StackConfig) -> list[list[str]]:
+def dvc_remote_commands(config: StackConfig, state: Path, username: str = ADMIN_DVC_USER) -> list[list[str]]:
     """Make the stack's bucket this clone's default remote: `dvc remote add --local -d --force` (so that
     running it again replaces the remote instead of failing), then `dvc remote modify --local` for the
-    endpoint, the keys, and hash checks on download. All of it goes to .dvc/config.local, which git ignores."""
+    endpoint, the account's DVC key (the path of its credentials file: the secret stays out of the command
+    line and of .dvc/config.local) and hash checks on download (`verify`: a file changed in the bucket is
+    refused by `dvc pull`). All of it goes to .dvc/config.local, which git ignores."""
+    if username not in config.dvc_keys:
+        raise StackError(
+            f"{username!r} has no DVC key; issue one with `digitflow stack add-user {username} --dvc read` (or write)"
+        )
+    _env, credentials = user_files(state, username)
     settings = {
         "endpointurl": config.s3_url,
-        "access_key_id": config.s3_access_key,
-        "secret_access_key": config.s3_secret_key,
+        "credentialpath": str(credentials.resolve()),
+        "profile": AWS_PROFILE,
         "verify": "true",
     }
     add = ["dvc", "remote", "add", "--local", "-d", "--force", DVC_REMOTE, DVC_URL]
@@ -120,63 +136,16 @@ def dvc_remote_commands(config: StackConfig) -> list[list[str]]:
 
 
 def summary(config: StackConfig, state: Path) -> str:
-    remote = "\n".join(shlex.join(command) for command in dvc_remote_commands(config))
+    """What `up` prints: the addresses, and where the secrets are, never the secrets themselves."""
+    _env, credentials = user_files(state, ADMIN_DVC_USER)
     return (
         f"MLflow     {config.mlflow_url} (admin {config.admin_username!r}, password in {state / CONFIG_NAME})\n"
-        f"S3         {config.s3_url}   (buckets {ARTIFACTS_BUCKET}, {DVC_BUCKET})\n"
+        f"S3         {config.s3_url}   (buckets {ARTIFACTS_BUCKET}, {DVC_BUCKET}; your DVC key in {credentials})\n"
         f"PostgreSQL {HOST}:{config.pg_port}   (databases {config.mlflow_db}, {config.auth_db})\n\n"
-        '# Log the pipeline to the server (or: eval "$(digitflow stack env)"):\n'
-        + "\n".join(env_lines(config))
-        + "\n\n# Make the stack this clone's default DVC remote (or: digitflow stack dvc-remote):\n"
-        + remote
-        + "\n"
+        '# Log the pipeline to the server as the admin:  eval "$(digitflow stack env)"\n'
+        "# Make the stack this clone's default DVC remote: digitflow stack dvc-remote\n"
+        "# Add a teammate who logs runs and pushes data:  digitflow stack add-user NAME --permission EDIT --dvc write\n"
     )
-
-
-def add_user(
-    config: StackConfig, username: str, password: str | None, permission: str, experiment: str
-) -> tuple[str, str | None]:
-    """Create an account (as the admin; a generated password if none is given), or reset an existing one's
-    password if one is given, and grant it ``permission`` on the experiment (created if missing) and on the
-    registered models that exist. Returns the experiment id and the password that was set, if any."""
-    import secrets
-
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.server.auth.client import AuthServiceClient
-
-    os.environ["MLFLOW_TRACKING_USERNAME"] = config.admin_username
-    os.environ["MLFLOW_TRACKING_PASSWORD"] = config.admin_password
-    auth = AuthServiceClient(config.mlflow_url)
-    try:
-        new_password = password or secrets.token_urlsafe(12)
-        try:
-            auth.create_user(username, new_password)
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-            new_password = password
-            if password:
-                auth.update_user_password(username, password)
-        client = mlflow.MlflowClient(config.mlflow_url)
-        found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-        grants = [("experiment", experiment_id)] + [
-            ("registered_model", model)
-            for model in REGISTERED_MODELS.values()
-            if client.search_registered_models(filter_string=f"name = '{model}'")
-        ]
-        for resource_type, resource_id in grants:
-            try:
-                auth.grant_user_permission(username, resource_type, resource_id, permission)
-            except MlflowException as exc:  # an earlier grant: replace it
-                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                    raise
-                auth.revoke_user_permission(username, resource_type, resource_id)
-                auth.grant_user_permission(username, resource_type, resource_id, permission)
-    except MlflowException as exc:
-        raise StackError(f"the MLflow server at {config.mlflow_url} refused: {exc.message}") from None
-    return experiment_id, new_password
 
 
 def status_lines(state: Path) -> list[str]:

@@ -1,9 +1,15 @@
 """The stack's servers as processes: each started in its own process group with a PID file, waited for
-until it answers, and stopped with every worker it started."""
+until it answers, and stopped with every worker it started.
+
+A PID file records the process's start time and command line beside its PID, and both are compared before
+the PID is trusted or signalled: after a reboot or a crash the number may belong to someone else's process
+(group), which ``down`` must leave alone and which must not stop ``up`` from starting the service.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -11,18 +17,26 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from digitflow.core.processes import process_alive
+from digitflow.core.io import write_text
+from digitflow.core.processes import process_alive, process_identity
 from digitflow.team.config import StackError
 
 
 def read_pid(pid_file: Path) -> int | None:
-    """The PID in ``pid_file`` if that process is still alive, else None (a stale file is removed)."""
+    """The PID in ``pid_file`` if that very process is still alive (same start time and command line),
+    else None: a stale file, or one whose PID now names another process, is removed."""
     if not pid_file.exists():
         return None
-    pid = int(pid_file.read_text().strip() or 0)
-    if process_alive(pid):
+    try:
+        record = json.loads(pid_file.read_text())
+        pid = int(record["pid"])
+        recorded = {"start_time": int(record["start_time"]), "cmdline": list(record["cmdline"])}
+    except (ValueError, KeyError, TypeError):  # damaged, or an older plain-number file: not to be trusted
+        pid_file.unlink(missing_ok=True)
+        return None
+    if process_alive(pid) and process_identity(pid) == recorded:
         return pid
-    pid_file.unlink()
+    pid_file.unlink(missing_ok=True)
     return None
 
 
@@ -40,12 +54,24 @@ def group_members(pgid: int) -> list[int]:
 
 def start_process(command: list[str], env: dict[str, str], log_file: Path, pid_file: Path) -> int:
     """Start a service in its own process group (so it and its workers stop together); record its PID."""
-    with log_file.open("ab") as log:
+    # The log is the owner's only, like the state folder it is in: a server may log what it was sent.
+    with os.fdopen(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         process = subprocess.Popen(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
-    pid_file.write_text(f"{process.pid}\n")
+    write_text(pid_file, json.dumps({"pid": process.pid, **_settled_identity(process.pid)}) + "\n")
     return process.pid
+
+
+def _settled_identity(pid: int, timeout: float = 5.0) -> dict[str, object]:
+    """The new process's identity once its command line is in place: for a moment after ``Popen`` returns,
+    ``/proc/<pid>/cmdline`` can still read empty while the kernel finishes the exec."""
+    deadline = time.monotonic() + timeout
+    while True:
+        identity = process_identity(pid)
+        if identity is None or identity["cmdline"] or time.monotonic() > deadline:
+            return identity or {"start_time": -1, "cmdline": []}
+        time.sleep(0.01)
 
 
 def stop_process(pid_file: Path, timeout: float = 20.0) -> bool:

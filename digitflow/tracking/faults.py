@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 
 from digitflow.core.errors import TrackingStoreError
+from digitflow.tracking.links import without_credentials
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def _text(exc: BaseException) -> str:
 
 def store_repair_hint(uri: str, error_text: str = "") -> str:
     """What the user can do about a failing store at ``uri``."""
+    uri = without_credentials(uri)
     if uri.startswith("sqlite:///"):
         db = uri.removeprefix("sqlite:///")
         if "readonly database" in error_text:
@@ -77,6 +79,7 @@ def access_refused(uri: str, exc: BaseException, experiment: str | None) -> Trac
     """A server that refused the account (401) or its permission (403): say which account and how to
     get access, since MLflow's own message does not."""
     user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    uri = without_credentials(uri)
     code = getattr(exc, "error_code", "")
     if code == "UNAUTHENTICATED":
         who = f"the password of user {user!r}" if user else "the request: no credentials are set"
@@ -106,8 +109,9 @@ def store_errors(uri: str, doing: str, experiment: str | None = None) -> Iterato
             raise
         if (refused := access_refused(uri, exc, experiment)) is not None:
             raise refused from exc
+        shown = without_credentials(uri)  # a URI may carry user:password@; messages end up in CI logs
         raise TrackingStoreError(
-            f"the MLflow store at {uri} failed while {doing}: {root_cause(exc)}\n{store_repair_hint(uri, _text(exc))}"
+            f"the MLflow store at {shown} failed while {doing}: {root_cause(exc)}\n{store_repair_hint(uri, _text(exc))}"
         ) from exc
 
 

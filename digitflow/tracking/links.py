@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 WORKFLOW = {"workflowType": "machine_learning"}
 VIEW_TAG_PREFIX = "mlflow.sharedViewState."
@@ -157,8 +157,17 @@ def save_view(client: Any, experiment_id: str, view: RunsView, tags: Mapping[str
     client.set_experiment_tag(experiment_id, view.tag, view.tag_value(created))
 
 
+def without_credentials(url: str) -> str:
+    """``url`` without a ``user:password@`` part (``MLFLOW_TRACKING_URI`` may carry one), for printing,
+    logging and links anyone may see."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 def _base(server: str) -> str:
-    return server.rstrip("/")
+    return without_credentials(server).rstrip("/")
 
 
 def runs_url(server: str, experiment_id: str, view: RunsView, saved: bool = True, charts: bool = False) -> str:

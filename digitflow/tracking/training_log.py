@@ -10,14 +10,12 @@ import numpy as np
 from digitflow.core import paths
 from digitflow.core.inputs import read
 from digitflow.core.io import read_json
-from digitflow.core.names import REGISTERED_MODELS, model_title
+from digitflow.core.names import model_title
 from digitflow.core.params import Params
 from digitflow.data.datasets import DatasetMeta
 from digitflow.evaluation.figures import confusion_heatmap
 from digitflow.evaluation.metrics import confusion, confusion_record, summary_metrics
 from digitflow.models.card import model_card
-from digitflow.tracking.runs import RunInfo
-from digitflow.tracking.store import tracking_uri
 
 
 def run_params(params: Params, stage: str, meta: DatasetMeta) -> dict[str, Any]:
@@ -64,8 +62,9 @@ def log_training_inputs(dataset: str, train: Any, val: Any) -> None:
     mlflow.log_dict(read(paths.DATA_CHECK_FILE, read_json), paths.DATA_CHECK_FILE.name)
 
 
-def model_log_args(model_name: str, meta: DatasetMeta, example: np.ndarray, example_proba: np.ndarray) -> dict:
-    """Arguments shared by both flavours' ``log_model``: raw-pixel signature, registry name, card.
+def model_log_args(meta: DatasetMeta, example: np.ndarray, example_proba: np.ndarray) -> dict:
+    """Arguments shared by both flavours' ``log_model``: raw-pixel signature, example, card. Registering
+    is a step of its own (``model_files.register_logged_model``), which may be off or refused.
 
     The signature is written from the contract (float32 pixel rows in, ``(n, n_classes)`` probabilities
     out, in the dtype the model returns) rather than inferred, and checked against the example's
@@ -86,17 +85,5 @@ def model_log_args(model_name: str, meta: DatasetMeta, example: np.ndarray, exam
         "name": "model",
         "signature": signature,
         "input_example": example,
-        "registered_model_name": REGISTERED_MODELS[model_name],
         "metadata": model_card(meta),
     }
-
-
-def registered_run_info(run: Any, logged: Any, model_name: str) -> RunInfo:
-    """The record of the run and the registry version that ``log_model`` created for a trainer."""
-    return RunInfo(
-        run_id=run.info.run_id,
-        experiment_id=run.info.experiment_id,
-        tracking_uri=tracking_uri(),
-        registered_model=REGISTERED_MODELS[model_name],
-        model_version=str(logged.registered_model_version),
-    )

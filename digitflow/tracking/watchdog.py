@@ -7,7 +7,11 @@ on a pipe from its owner: a clean finish writes ``done``; end-of-file without it
 died, and the watchdog marks the run FAILED if it is still RUNNING. Waiting costs nothing (a blocking
 read); MLflow is imported only in the rare case that it has work to do.
 
-    python -m digitflow.tracking.watchdog RUN_ID TRACKING_URI      (stdin: the pipe from the owner)
+    python -m digitflow.tracking.watchdog RUN_ID      (stdin: the pipe from the owner)
+
+The tracking URI is the pipe's first line, not an argument: a URI may carry ``user:password@``, and every
+user of the machine sees a process's arguments in ``ps``. The credentials it needs besides come with the
+environment it inherits (``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD``), which only its owner can read.
 """
 
 from __future__ import annotations
@@ -22,13 +26,16 @@ DONE = b"done\n"
 
 def spawn(run_id: str, tracking_uri: str) -> subprocess.Popen[bytes]:
     """Start the watchdog of ``run_id``; call ``release`` once the run has ended."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "digitflow.tracking.watchdog", run_id, tracking_uri],
+    watchdog = subprocess.Popen(
+        [sys.executable, "-m", "digitflow.tracking.watchdog", run_id],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # outlives a Ctrl-C or kill of the stage's process group
     )
+    watchdog.stdin.write(tracking_uri.encode() + b"\n")
+    watchdog.stdin.flush()
+    return watchdog
 
 
 def release(watchdog: subprocess.Popen[bytes]) -> None:
@@ -38,9 +45,10 @@ def release(watchdog: subprocess.Popen[bytes]) -> None:
         watchdog.stdin.close()
 
 
-def main(run_id: str, tracking_uri: str) -> None:
+def main(run_id: str) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
+    tracking_uri = sys.stdin.buffer.readline().decode().rstrip("\n")
     if sys.stdin.buffer.read() == DONE:
         return
     import mlflow
@@ -52,4 +60,4 @@ def main(run_id: str, tracking_uri: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(sys.argv[1])

@@ -148,7 +148,7 @@ DAMAGE = {
     "features": ("train_sklearn", "data/processed/features.npy", garbage, "damaged", "preprocess"),
     "labels": ("split", "data/processed/labels.npy", Path.unlink, "missing", "preprocess"),
     "torch model": ("evaluate", "models/torch/model.pt", garbage, "damaged", "train_torch"),
-    "sklearn model": ("evaluate", "models/sklearn/model.pkl", truncate, "damaged", "train_sklearn"),
+    "sklearn model": ("evaluate", "models/sklearn/model.npz", truncate, "damaged", "train_sklearn"),
     "run record": (
         "evaluate",
         "metrics/runs/torch.json",

@@ -402,7 +402,7 @@ def test_same_params_give_identical_bytes_across_runs_and_thread_counts(digits_p
     assert [name for name in ours if ours[name] != theirs[name]] == []
     # The models themselves are byte-identical, so dvc.lock hashes stay put across clean runs.
     model_files = sorted(p.relative_to(digits_project) for p in (digits_project / "models").rglob("*") if p.is_file())
-    assert {"models/sklearn/model.pkl", "models/torch/model.pt"} <= {p.as_posix() for p in model_files}
+    assert {"models/sklearn/model.npz", "models/torch/model.pt"} <= {p.as_posix() for p in model_files}
     for name in model_files:
         assert (other / name).read_bytes() == (digits_project / name).read_bytes(), name
 

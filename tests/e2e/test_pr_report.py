@@ -76,7 +76,9 @@ def test_weaker_model_fails_the_gate_with_a_full_comment(pr_project: Path) -> No
 
 
 @pytest.mark.e2e
-def test_loose_gate_passes_and_is_flagged(pr_project: Path) -> None:
+def test_a_change_that_loosens_the_gate_and_drops_accuracy_still_fails(pr_project: Path) -> None:
+    """The branch that weakens PyTorch also sets `max_drop_abs: 1`, `max_drop_rel: 1` in its own params.yaml:
+    the gate is the base's, so it fails all the same, and the comment shows the attempted change."""
     params_file = pr_project / "params.yaml"
     original = params_file.read_text()
     try:
@@ -84,9 +86,10 @@ def test_loose_gate_passes_and_is_flagged(pr_project: Path) -> None:
         result = run(pr_project, "digitflow", "pr-report", "--base", "main", "--output", "out/comment.md", check=False)
     finally:
         params_file.write_text(original)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
+    assert "beyond max_drop_abs 0.01" in result.stderr
     comment = (pr_project / "out" / "comment.md").read_text()
-    assert "**Verdict: ✅ passes the regression gate** (2 checks)" in comment
+    assert "**Verdict: ❌ fails the regression gate** (1 of 2 checks failed)" in comment
     assert "| params.yaml | gate.max_drop_abs | 0.01 | 1.0 |" in comment
-    assert "edits the gate's own thresholds" in comment
+    assert "> This change edits the gate itself: `max_drop_abs: 0.01 -> 1.0`; `max_drop_rel: 0.02 -> 1.0`." in comment
     assert all((pr_project / "out" / link).is_file() for link in image_links(comment))

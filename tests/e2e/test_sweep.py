@@ -21,6 +21,7 @@ import yaml
 from digitflow.sweep.space import load_config
 from tests.conftest import git, make_project_copy, pipeline_env, run
 from tests.support import browser, services
+from tests.support.ps_watch import command_lines_seen
 from tests.support.readme import readme_command, readme_commands
 from tests.support.sweeps import SPACE
 
@@ -339,8 +340,8 @@ def test_joining_a_study_with_another_metric_is_refused(local_sweep: tuple[Path,
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    """The README's database, made by its `sudo -u postgres psql ...` command as written, on 127.0.0.1."""
-    with services.readme_database(readme_command("sudo -u postgres psql"), "sweeps", "secret") as url:
+    """The README's database, made by its `echo ... | sudo -u postgres psql` command as written, on 127.0.0.1."""
+    with services.readme_database(readme_command('echo "CREATE ROLE sweeps'), "sweeps", "secret") as url:
         yield url
 
 
@@ -350,12 +351,22 @@ def readme_shared_sweep() -> str:
     so that the killed worker's trial is failed within seconds, not minutes."""
     assert readme_command("export SWEEP_STORAGE=").startswith("export SWEEP_STORAGE=postgresql+psycopg2://sweeps:")
     command = readme_command("digitflow sweep --study")
-    assert '--storage "$SWEEP_STORAGE"' in command
+    assert "--storage" not in command, "the storage URL, with its password, comes from $SWEEP_STORAGE"
     return f"{command} --trials 3 -S train_torch.digits.epochs=5 {' '.join(QUICK_HEARTBEAT)}"
 
 
 @pytest.fixture(scope="module")
 def killed_sweep(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> tuple[Path, optuna.Study]:
+    with command_lines_seen() as seen:
+        project, study = _killed_sweep(tmp_path_factory, postgres_url)
+    SWEEP_COMMAND_LINES.update(seen)
+    return project, study
+
+
+SWEEP_COMMAND_LINES: set[str] = set()
+
+
+def _killed_sweep(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> tuple[Path, optuna.Study]:
     root = tmp_path_factory.mktemp("pg-sweep")
     project = sweep_project(root)
     logs = [root / f"worker-{i}.log" for i in range(3)]
@@ -393,6 +404,13 @@ def killed_sweep(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) ->
 
 
 @pytest.mark.e2e
+def test_the_databases_password_is_on_no_command_line(killed_sweep: tuple[Path, optuna.Study]) -> None:
+    """`ps` shows every user each process's command line: the workers, their `dvc exp run`s and stages,
+    sampled all through the sweep, never had the storage URL's password (it is in $SWEEP_STORAGE)."""
+    assert any("digitflow sweep" in line for line in SWEEP_COMMAND_LINES), "the sampling saw the workers"
+    assert [line for line in SWEEP_COMMAND_LINES if "sweeps:secret@" in line] == []
+
+
 def test_three_workers_on_postgres_account_for_every_trial(killed_sweep: tuple[Path, optuna.Study]) -> None:
     project, study = killed_sweep
     trials = study.get_trials()

@@ -4,10 +4,8 @@ the pipeline import nothing that only the sweep extra brings."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from configobj import ConfigObj
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from digitflow.team.config import CONFIG_NAME, DVC_REMOTE, DVC_URL, StackConfig, write_private
+from digitflow.team.config import DVC_REMOTE, DVC_URL, StackConfig, save_config, write_dvc_credentials
 from digitflow.team.stack import dvc_plugin
 from tests.conftest import PROJECT_ROOT, pipeline_env, run
 from tests.support.imports import direct_imports, external_packages
@@ -84,10 +82,13 @@ def test_dvc_remote_without_the_s3_plugin_says_what_to_install(tmp_path: Path) -
 @pytest.mark.team
 def test_dvc_remote_adds_the_default_remote_and_runs_again(tmp_path: Path) -> None:
     """`digitflow stack dvc-remote` in a fresh clone: the stack's bucket becomes the default remote
-    in .dvc/config.local with its endpoint, keys and hash checks; a second run gives the same config."""
+    in .dvc/config.local with its endpoint, the path of the admin's DVC key and hash checks (the key itself
+    is neither in DVC's config nor on any command line); a second run gives the same config."""
     state = tmp_path / "stack"
-    config = StackConfig(ports={"s3": 18333}, s3_access_key="digitflowkey", s3_secret_key="not-a-real-secret")
-    write_private(state / CONFIG_NAME, json.dumps(asdict(config)))
+    key = {"access_key": "dvcadminkey", "secret_key": "not-a-real-secret", "access": "write"}
+    config = StackConfig(ports={"s3": 18333}, s3_access_key="mlflowkey", s3_secret_key="x", dvc_keys={"admin": key})
+    save_config(state, config)
+    credentials = write_dvc_credentials(state, "admin", key)
     clone = tmp_path / "clone"
     clone.mkdir()
     (clone / ".dvc").mkdir()
@@ -105,10 +106,12 @@ def test_dvc_remote_adds_the_default_remote_and_runs_again(tmp_path: Path) -> No
     assert local[f'remote "{DVC_REMOTE}"'] == {
         "url": DVC_URL,
         "endpointurl": config.s3_url,
-        "access_key_id": "digitflowkey",
-        "secret_access_key": "not-a-real-secret",
+        "credentialpath": str(credentials.resolve()),
+        "profile": "digitflow",
         "verify": "true",
     }
+    assert "not-a-real-secret" in credentials.read_text()
+    assert "not-a-real-secret" not in (clone / ".dvc" / "config.local").read_text()
     assert "remote" not in (clone / ".dvc" / "config").read_text()  # nothing of it in the committed config
 
 

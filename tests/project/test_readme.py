@@ -21,7 +21,7 @@ CURL_INVOCATION = (
 )
 
 PSQL_SETUP = (
-    'sudo -u postgres psql -c "CREATE ROLE sweeps LOGIN PASSWORD \'secret\'" -c "CREATE DATABASE sweeps OWNER sweeps"'
+    "echo \"CREATE ROLE sweeps LOGIN PASSWORD 'secret'; CREATE DATABASE sweeps OWNER sweeps;\" | sudo -u postgres psql"
 )
 SWEEP_EXP_SHOW = (
     "dvc exp show --keep 'Experiment|metrics/train_torch\\.json:val_log_loss|(sklearn|torch)\\.test_accuracy' "
@@ -111,11 +111,20 @@ CHECKED_BY = {
     "dvc repro && dvc push": TEAM_RUN,
     "digitflow stack status": TEAM_RESTART + " (running with PIDs, then stopped)",
     "digitflow stack down": TEAM_RESTART + " (stopped: mlflow, seaweedfs; no process left)",
-    "digitflow stack add-user alice": (
-        "test_team.py: the stack fixture (its generated password then logs a run, EDIT)"
+    "digitflow stack add-user alice --permission EDIT --dvc write": (
+        "test_team.py: the stack fixture (its generated password then logs a run, EDIT; its key writes the DVC "
+        "bucket only: " + TEAM + "test_each_s3_key_reaches_its_own_bucket_only)"
     ),
-    "digitflow stack add-user bob --permission READ --password 'at-least-12-chars'": (
-        "test_team.py: the stack fixture; test_user_without_permission_is_refused_and_nothing_is_logged"
+    "printf '%s\\n' \"$BOB_PASSWORD\" | digitflow stack add-user bob --password-stdin": (
+        "test_team.py: the stack fixture (BOB_PASSWORD set); "
+        + TEAM
+        + "test_user_without_permission_is_refused_and_nothing_is_logged"
+    ),
+    "digitflow stack add-user release --permission EDIT --promote": (
+        "test_team.py: the stack fixture; " + TEAM + "test_only_an_account_with_promote_registers_or_moves_the_champion"
+    ),
+    "digitflow stack add-user ci-pr --permission EDIT": (
+        "test_team.py: the stack fixture; " + TEAM + "test_the_pull_requests_account_logs_its_run_without_registering"
     ),
     # A placeholder URL; the test sets DIGITFLOW_REPO to the team project (a local git repository).
     "export DIGITFLOW_REPO=https://git.example.com/your-team/digitflow.git": (
@@ -137,8 +146,9 @@ CHECKED_BY = {
         "not run: a placeholder host; " + SWEEP_SHARED + " sets SWEEP_STORAGE to the README's database on 127.0.0.1"
     ),
     # As written, then the test's options (later ones win): 3 trials of 5 epochs, 2 s heartbeats.
-    'digitflow sweep --study digits-tune --trials 60 --storage "$SWEEP_STORAGE"': (
-        SWEEP_SHARED + " (three workers, one killed), with --trials 3 -S ...epochs=5 --heartbeat 2 --grace 8 after it"
+    "digitflow sweep --study digits-tune --trials 60": (
+        SWEEP_SHARED + " (three workers, one killed, SWEEP_STORAGE set), with --trials 3 -S ...epochs=5 --heartbeat 2 "
+        "--grace 8 after it; no password in any command line"
     ),
     "dvc exp push origin digits-tune-2": "test_sweep.py::test_readme_exp_push_shares_a_trial (a bare git origin)",
     # Train on your own images (docs/own_images.md): the first three make the own_images project fixture.

@@ -68,22 +68,78 @@ def test_pr_report_job_compares_with_the_base_and_keeps_one_comment() -> None:
     triggers = workflow.get("on", workflow.get(True))  # PyYAML reads the bare key `on` as True
     assert "pull_request" in triggers
     report = workflow["jobs"]["report"]
-    assert report["permissions"] == {"contents": "read", "pull-requests": "write"}
     checkout = next(s for s in report["steps"] if s.get("uses", "").startswith("actions/checkout@"))
-    assert checkout["with"]["fetch-depth"] == 0, "the base branch's metrics are needed"
+    assert checkout["with"]["fetch-depth"] == 0, "the base branch's metrics and gate are needed"
     runs = [s for s in report["steps"] if "run" in s]
     commands = [s["run"] for s in runs]
     repro = next(i for i, c in enumerate(commands) if c.strip() == "dvc repro")
     build = next(i for i, c in enumerate(commands) if "digitflow pr-report" in c)
-    comment = next(i for i, c in enumerate(commands) if "cml comment update" in c)
-    assert repro < build < comment
+    assert repro < build
     assert f"--output {PR_COMMENT_FILE.as_posix()}" in commands[build]
     assert runs[build]["env"]["BASE_REF"] == "${{ github.base_ref }}"
-    assert f"--watermark-title={WATERMARK_TITLE!r}".replace("'", '"') in commands[comment]
-    assert commands[comment].rstrip().endswith(PR_COMMENT_FILE.as_posix())
-    assert "!cancelled()" in runs[comment]["if"], "the comment must be posted when the gate fails"
-    assert any(s.get("uses", "").startswith("iterative/setup-cml@") for s in report["steps"])
-    assert "pull-requests" not in workflow["jobs"]["checks"]["permissions"]
+    keep = next(s for s in report["steps"] if s.get("uses", "").startswith("actions/upload-artifact@"))
+    assert "!cancelled()" in keep["if"], "the comment must be posted when the gate fails"
+    assert keep["with"]["path"] == f"{PR_COMMENT_FILE.parent.as_posix()}/"
+    assert report["outputs"]["comment"] == "${{ steps.keep.outcome }}"
+
+    comment_job = workflow["jobs"]["comment"]
+    assert comment_job["needs"] == "report"
+    assert "!cancelled()" in comment_job["if"]
+    assert "needs.report.outputs.comment == 'success'" in comment_job["if"]
+    fetched = next(s for s in comment_job["steps"] if s.get("uses", "").startswith("actions/download-artifact@"))
+    assert fetched["with"]["path"] == PR_COMMENT_FILE.parent.as_posix()
+    post = next(s["run"] for s in comment_job["steps"] if "cml comment update" in s.get("run", ""))
+    assert f"--watermark-title={WATERMARK_TITLE!r}".replace("'", '"') in post
+    assert post.rstrip().endswith(PR_COMMENT_FILE.as_posix())
+    assert any(s.get("uses", "").startswith("iterative/setup-cml@") for s in comment_job["steps"])
+
+
+def test_no_job_that_runs_the_branchs_code_can_write() -> None:
+    """`checks` and `report` install and run the pull request's code: they hold a read-only token, the DVC
+    remote's read-only key and an MLflow account that cannot register or promote, and register nothing.
+    Only `comment` writes (the comment), and it installs and runs nothing of the branch."""
+    workflow = load(PR_REPORT)
+    jobs = workflow["jobs"]
+    for name in ("checks", "report"):
+        assert jobs[name]["permissions"] == {"contents": "read"}, name
+    secrets_used = set(re.findall(r"secrets\.(\w+)", PR_REPORT.read_text()))
+    assert secrets_used == {
+        "DVC_REMOTE_URL",
+        "DVC_REMOTE_ENDPOINT_URL",
+        "DVC_REMOTE_READ_ACCESS_KEY_ID",
+        "DVC_REMOTE_READ_SECRET_ACCESS_KEY",
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_PR_USERNAME",
+        "MLFLOW_PR_PASSWORD",
+    }
+    assert "secrets." not in yaml.safe_dump(jobs["comment"]), "the comment job needs no secret"
+    repro = next(s for s in jobs["report"]["steps"] if s.get("run", "").strip() == "dvc repro")
+    assert repro["env"]["DIGITFLOW_REGISTER"] == "false"
+    assert repro["env"]["MLFLOW_TRACKING_USERNAME"] == "${{ secrets.MLFLOW_PR_USERNAME }}"
+    comment_commands = "\n".join(s.get("run", "") for s in jobs["comment"]["steps"])
+    for installs_or_runs_the_branch in ("pip ", "digitflow ", "dvc ", "python", "pytest", "bash "):
+        assert installs_or_runs_the_branch not in comment_commands
+    assert jobs["comment"]["permissions"] == {"contents": "read", "pull-requests": "write"}
+
+
+@pytest.mark.parametrize(
+    ("links", "posted"),
+    [
+        (["confusion_torch_base.png", "learning_curves_new.png", "https://mlflow.example.org/#/experiments/1"], True),
+        (["/proc/self/environ"], False),
+        (["../../.git/config"], False),
+        (["notes.txt"], False),
+        (["sub/folder.png"], False),
+    ],
+)
+def test_the_comment_job_posts_only_pngs_beside_the_comment(tmp_path: Path, links: list[str], posted: bool) -> None:
+    """CML uploads every local file a link names, and the comment was written by the branch's code."""
+    step = next(s for s in load(PR_REPORT)["jobs"]["comment"]["steps"] if "grep" in s.get("run", ""))
+    folder = tmp_path / PR_COMMENT_FILE.parent
+    folder.mkdir(parents=True)
+    (folder / PR_COMMENT_FILE.name).write_text("\n".join(f"![figure]({link}) and [a run]({link})" for link in links))
+    result = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, capture_output=True, text=True)
+    assert (result.returncode == 0) is posted, result.stdout + result.stderr
 
 
 def test_checks_job_runs_ruff_and_tests() -> None:
@@ -118,8 +174,8 @@ def test_report_job_uses_the_team_remote_and_server_only_when_configured(tmp_pat
     repro = next(i for i, s in enumerate(runs) if s["run"].strip() == "dvc repro")
     build = next(i for i, s in enumerate(runs) if "digitflow pr-report" in s["run"])
     assert pull < repro, "pull before reproducing, so only changed stages run"
-    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-        assert runs[repro]["env"][variable] == f"${{{{ secrets.{variable} }}}}"
+    assert runs[repro]["env"]["MLFLOW_TRACKING_URI"] == "${{ secrets.MLFLOW_TRACKING_URI }}"
+    assert runs[repro]["env"]["MLFLOW_TRACKING_PASSWORD"] == "${{ secrets.MLFLOW_PR_PASSWORD }}"
     assert runs[build]["env"]["MLFLOW_TRACKING_URI"] == "${{ secrets.MLFLOW_TRACKING_URI }}", "links the runs"
     # Without secrets (a fork, or no team setup) the pull step is a no-op that succeeds; keys without the
     # remote's URL (which has no default) get a warning.
@@ -132,7 +188,7 @@ def test_report_job_uses_the_team_remote_and_server_only_when_configured(tmp_pat
     )
     assert result.returncode == 0, result.stderr
     assert "every stage runs" in result.stdout
-    assert "::warning::DVC_REMOTE_ACCESS_KEY_ID is set but DVC_REMOTE_URL is not" in result.stdout
+    assert "::warning::DVC_REMOTE_READ_ACCESS_KEY_ID is set but DVC_REMOTE_URL is not" in result.stdout
 
 
 def test_report_job_adds_the_team_remote_from_its_url(tmp_path: Path) -> None:

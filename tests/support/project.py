@@ -34,10 +34,11 @@ class _QuietServer(http.server.ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def serve_folder(folder: Path) -> Iterator[str]:
-    """Serve ``folder`` over HTTP on 127.0.0.1 (a free port) and yield its base URL, ending in '/'."""
-    handler = functools.partial(_QuietHandler, directory=str(folder))
+def serving(handler: Any) -> Iterator[str]:
+    """Answer HTTP requests with ``handler`` (a request handler class) on 127.0.0.1, a free port, each in a
+    thread of its own; yield the base URL, ending in '/'."""
     with _QuietServer(("127.0.0.1", 0), handler) as server:
+        server.daemon_threads = True
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
@@ -45,6 +46,13 @@ def serve_folder(folder: Path) -> Iterator[str]:
         finally:
             server.shutdown()
             thread.join()
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path) -> Iterator[str]:
+    """Serve ``folder`` over HTTP on 127.0.0.1 (a free port) and yield its base URL, ending in '/'."""
+    with serving(functools.partial(_QuietHandler, directory=str(folder))) as url:
+        yield url
 
 
 def project_files(root: Path) -> list[str]:

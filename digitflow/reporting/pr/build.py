@@ -12,7 +12,7 @@ from digitflow.core.git import commit_id, is_dirty
 from digitflow.core.io import write_text
 from digitflow.core.params import load_params
 from digitflow.reporting.pr.diff import parse_metrics_diff, parse_params_diff
-from digitflow.reporting.pr.gate import GateCheck, evaluate_gate
+from digitflow.reporting.pr.gate import GateCheck, evaluate_gate, gate_at, gate_changes
 from digitflow.reporting.pr.images import render_images
 from digitflow.reporting.pr.markdown import CommentInputs, build_comment
 from digitflow.reporting.pr.revisions import dvc_json, resolve_base
@@ -36,11 +36,13 @@ class PrReport:
 def build_pr_report(base: str, output: Path = paths.PR_COMMENT_FILE) -> PrReport:
     """Compare the workspace with ``base``, write the comment and its images, and return the gate's checks.
 
-    Raises nothing for a failing gate: the caller decides (the stage writes the comment first, then exits
-    non-zero), so CI can still post the comment that explains the failure.
+    The gate's thresholds are the base revision's; edits to ``gate:`` are listed in the comment and apply
+    from the next pull request on. Raises nothing for a failing gate: the caller decides (the stage writes
+    the comment first, then exits non-zero), so CI can still post the comment that explains the failure.
     """
-    gate = load_params().gate
     base_sha = resolve_base(base)
+    gate = gate_at(base_sha)  # the base's thresholds: a change cannot loosen the gate that judges it
+    proposed = gate_changes(gate, load_params().gate)
     head_sha = commit_id("HEAD")
     head_dirty = bool(is_dirty())
     test_metrics, other_metrics = parse_metrics_diff(dvc_json(["metrics", "diff", base_sha, "--all"]))
@@ -55,6 +57,7 @@ def build_pr_report(base: str, output: Path = paths.PR_COMMENT_FILE) -> PrReport
             head_sha=head_sha,
             head_dirty=head_dirty,
             gate=gate,
+            gate_changes=proposed,
             test_metrics=test_metrics,
             other_metrics=other_metrics,
             params=params,

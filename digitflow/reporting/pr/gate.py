@@ -1,6 +1,11 @@
 """The regression gate: each watched test metric of each model may get worse by at most ``max_drop_abs``
 (absolute) and ``max_drop_rel`` (fraction of the base value); a metric missing on either side fails.
-Losses get worse when they rise (``core.names.lower_is_better``)."""
+Losses get worse when they rise (``core.names.lower_is_better``).
+
+The thresholds come from the base revision's ``params.yaml`` (``gate_at``), never from the change under
+review: a pull request that loosens ``gate:`` is still judged by the gate it would loosen. Its new
+thresholds are shown in the comment and apply from the next pull request on, once merged.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+import yaml
+from pydantic import ValidationError
+
+from digitflow.core import paths
 from digitflow.core.names import MODEL_NAMES, lower_is_better
 from digitflow.core.params import GateParams
 from digitflow.reporting.pr.cells import fmt, signed
 from digitflow.reporting.pr.diff import MetricChange, model_order
+from digitflow.reporting.pr.errors import BaseRevisionError
+from digitflow.reporting.pr.revisions import read_at_revision
 
 # Metric values are written with 6 decimals, and the same run on another machine can end one unit away in
 # the last (same machine, same bytes; across machines, equal within 1e-6: docs/faults.md). A drop beyond a
@@ -29,6 +40,27 @@ class GateCheck:
     new: float | None
     passed: bool
     message: str
+
+
+def gate_at(revision: str) -> GateParams:
+    """The ``gate:`` section of ``params.yaml`` at ``revision`` (the defaults where it has none)."""
+    text = read_at_revision(revision, paths.PARAMS_FILE)
+    try:
+        raw = yaml.safe_load(text or "") or {}
+        return GateParams.model_validate(raw.get("gate") or {} if isinstance(raw, dict) else {})
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise BaseRevisionError(
+            f"the base revision's {paths.PARAMS_FILE} has no valid gate: section, and the gate is read from there "
+            f"(a pull request cannot set its own): {exc}"
+        ) from None
+
+
+def gate_changes(base: GateParams, new: GateParams) -> list[str]:
+    """``key: base -> new`` for each setting of ``gate:`` the change under review edits."""
+    old_values, new_values = base.model_dump(), new.model_dump()
+    return [
+        f"{key}: {old_values[key]} -> {new_values[key]}" for key in old_values if old_values[key] != new_values[key]
+    ]
 
 
 def _decimal(value: float) -> Decimal:

@@ -95,6 +95,8 @@ class CommentInputs:
     params: Sequence[ParamChange]
     checks: Sequence[GateCheck]
     head_dirty: bool = False
+    # ``key: base -> new`` for each gate setting the change edits; the checks used the base's values
+    gate_changes: Sequence[str] = ()
     # Markdown linking each model's MLflow run (empty when the runs are not on a server)
     runs_section: str = ""
     # key -> (base image link or None, new image link or None), links relative to the comment
@@ -129,15 +131,17 @@ def build_comment(inputs: CommentInputs) -> str:
         f"Watched test metrics: {', '.join(f'`{m}`' for m in gate.metrics)}, for every model. A check fails "
         f"when the new value is worse than the base by more than `max_drop_abs` = {gate.max_drop_abs:g} or by "
         f"more than `max_drop_rel` = {gate.max_drop_rel:g} of the base value (for metrics named `*loss*` a rise "
-        "is worse), or when either side lacks the metric. Thresholds: `gate:` in `params.yaml`.",
+        "is worse), or when either side lacks the metric. Thresholds: `gate:` in `params.yaml` at the base "
+        "revision (a change cannot set the gate that judges it).",
         "",
     ]
     lines += [f"- {'✅' if c.passed else '❌'} {c.message}" for c in inputs.checks]
-    if any(p.param.startswith("gate.") for p in inputs.params):
+    if inputs.gate_changes:
         lines += [
             "",
             "> [!WARNING]",
-            "> This change edits the gate's own thresholds (see Parameters); the gate above used the new values.",
+            "> This change edits the gate itself: " + "; ".join(f"`{change}`" for change in inputs.gate_changes) + ".",
+            "> The checks above used the base's thresholds; the new ones apply from the next pull request on.",
         ]
     lines += [
         "",

@@ -105,3 +105,15 @@ def test_cpu_pins_keep_what_the_user_set():
     other: dict[str, str] = {}
     assert pin_cpu_kernels(other, avx2=False) == THREAD_PINS
     assert other == THREAD_PINS
+
+
+def test_a_store_failure_never_shows_the_uris_password() -> None:
+    """MLFLOW_TRACKING_URI may carry `user:password@`; the message ends up in terminals and CI logs."""
+    from digitflow.core.errors import TrackingStoreError
+    from digitflow.tracking.faults import store_errors
+
+    uri = "https://ci-bot:s3cret-pass@mlflow.example.org"
+    with pytest.raises(TrackingStoreError) as caught, store_errors(uri, "starting the run"):
+        raise ConnectionError("Connection refused")
+    assert "s3cret" not in str(caught.value)
+    assert "the MLflow store at https://mlflow.example.org failed while starting the run" in str(caught.value)

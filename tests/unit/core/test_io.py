@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from digitflow.core.io import atomic_dir, atomic_path, read_json, save_array, save_arrays, write_json, write_text
+from digitflow.core import io
+from digitflow.core.io import (
+    atomic_dir,
+    atomic_path,
+    read_json,
+    recover_dir,
+    save_array,
+    save_arrays,
+    write_json,
+    write_private,
+    write_text,
+)
 
 
 class Boom(Exception):
@@ -147,3 +162,93 @@ def test_outputs_get_the_permissions_of_the_umask(tmp_path: Path, umask: int, fi
     assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == file_mode
     assert stat.S_IMODE((tmp_path / "models").stat().st_mode) == dir_mode
     assert stat.S_IMODE((tmp_path / "models" / "coef.npy").stat().st_mode) == file_mode
+
+
+STEPS = ("aside", "in")
+
+
+def old_folder(tmp_path: Path) -> Path:
+    target = tmp_path / "models"
+    target.mkdir()
+    (target / "model.bin").write_text("old")
+    return target
+
+
+def content(target: Path) -> str:
+    return (target / "model.bin").read_text()
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_atomic_dir_interrupted_between_its_steps_keeps_old_or_new(
+    tmp_path: Path, step: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM reaches a stage as an exception (core.shell): raised after each rename, the folder is the old
+    one (put back) or the new one, with nothing left beside it."""
+    target = old_folder(tmp_path)
+
+    def interrupt(reached: str) -> None:
+        if reached == step:
+            raise KeyboardInterrupt(f"received signal {signal.SIGTERM}")
+
+    monkeypatch.setattr(io, "_step_hook", interrupt)
+    with pytest.raises(KeyboardInterrupt), atomic_dir(target) as staging:
+        (staging / "model.bin").write_text("new")
+    assert content(target) == ("old" if step == "aside" else "new")
+    assert entries(tmp_path) == ["models"]
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from digitflow.core import io
+
+def kill(step):
+    if step == sys.argv[2]:
+        os.kill(os.getpid(), getattr(signal, sys.argv[3]))
+
+io._step_hook = kill
+if sys.argv[3] == "SIGTERM":
+    from digitflow.core.shell import run_stage
+else:
+    def run_stage(name, work):
+        work()
+
+def write():
+    with io.atomic_dir(Path(sys.argv[1])) as staging:
+        (staging / "model.bin").write_text("new")
+
+run_stage("writer", write)
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("step", STEPS)
+def test_atomic_dir_killed_at_each_step_loses_neither_copy(tmp_path: Path, step: str, signal_name: str) -> None:
+    """A real signal at each step, in a process of its own: a SIGTERM (the stage shell's exception) leaves the
+    old folder or the new in place; a SIGKILL may leave the old one aside, where the next ``atomic_dir`` (or
+    ``recover_dir``) puts it back. Never neither."""
+    target = old_folder(tmp_path)
+    script = textwrap.dedent(KILLED_WRITER)
+    result = subprocess.run([sys.executable, "-c", script, str(target), step, signal_name], capture_output=True)
+    assert result.returncode != 0, "the signal stopped the writer"
+    survivors = [content(folder) for folder in tmp_path.iterdir() if (folder / "model.bin").exists()]
+    assert survivors, "neither the old folder nor the new one is left"
+    if signal_name == "SIGTERM":
+        assert content(target) == ("old" if step == "aside" else "new")
+    recover_dir(target)
+    assert content(target) == ("old" if step == "aside" else "new")
+    # A writer killed outright may leave its staging folder (.models.*.tmp); never a second copy aside.
+    assert [name for name in entries(tmp_path) if not name.endswith(".tmp")] == ["models"]
+
+
+def test_write_private_is_owner_only_and_replaces_a_link_instead_of_following_it(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "someone_elses_file"
+    elsewhere.write_text("theirs")
+    secret = tmp_path / "stack.json"
+    secret.symlink_to(elsewhere)
+    write_private(secret, "password")
+    assert not secret.is_symlink()
+    assert secret.read_text() == "password"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert elsewhere.read_text() == "theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["someone_elses_file", "stack.json"]

@@ -278,7 +278,9 @@ def test_seed_beyond_what_numpy_and_sklearn_take_is_refused(section, key):
     assert "4294967295" in message
 
 
-@pytest.mark.parametrize(("section", "key", "value"), [("train_torch", "threads", 0), ("fetch", "timeout", 0)])
+@pytest.mark.parametrize(
+    ("section", "key", "value"), [("train_torch", "threads", 0), ("fetch", "timeout", 0), ("fetch", "deadline", 0)]
+)
 def test_threads_and_timeout_must_be_positive(section, key, value):
     assert f"{section}.{key}" in params_error(with_value(section, key, value))
 

@@ -11,7 +11,8 @@ from PIL import Image
 
 from digitflow.core.errors import DataError
 from digitflow.data.example_images import SHAPES, make_example_folder
-from digitflow.data.image_folder import UnreadableImageError, list_folder, open_image, pixel_digest, read_folder
+from digitflow.data.image_files import open_image
+from digitflow.data.image_folder import list_folder, pixel_digest, read_folder
 
 
 def grey(seed: int, size: tuple[int, int] = (20, 14)) -> Image.Image:
@@ -82,29 +83,6 @@ def test_a_file_given_as_the_folder_is_refused(tmp_path: Path) -> None:
         list_folder(tmp_path / "images.zip")
 
 
-def test_open_image_takes_png_and_jpeg_by_content_whole(tmp_path: Path) -> None:
-    grey(1).save(tmp_path / "looks-like.jpg", format="PNG")  # a PNG named .jpg is a PNG
-    grey(2).convert("RGB").save(tmp_path / "photo.jpeg", quality=90)
-    assert open_image(tmp_path / "looks-like.jpg").format == "PNG"
-    assert open_image(tmp_path / "photo.jpeg").format == "JPEG"
-    whole = (tmp_path / "photo.jpeg").read_bytes()
-    cases = {
-        "truncated.jpg": (whole[: len(whole) // 2], "a damaged JPEG file: "),  # Pillow's words vary
-        "empty.png": (b"", "an empty file"),
-        "notes.png": (b"measured on 3 May", "not a PNG or JPEG file"),
-        "header-only.png": (b"\x89PNG\r\n\x1a\n" + b"\x00" * 8, "a damaged PNG file"),
-    }
-    for name, (data, reason) in cases.items():
-        (tmp_path / name).write_bytes(data)
-        with pytest.raises(UnreadableImageError, match=reason):
-            open_image(tmp_path / name)
-    grey(3).save(tmp_path / "anim.gif")
-    grey(3).save(tmp_path / "scan.tiff")
-    for name in ("anim.gif", "scan.tiff"):
-        with pytest.raises(UnreadableImageError, match="not a PNG or JPEG file"):
-            open_image(tmp_path / name)
-
-
 def test_pixel_digest_is_the_picture_not_the_file(tmp_path: Path) -> None:
     picture = grey(4)
     picture.save(tmp_path / "a.png", compress_level=9)
@@ -127,10 +105,13 @@ def test_read_folder_lists_every_unreadable_file_then_refuses_or_leaves_them_out
         read_folder(folder, first_pixel)
     message = str(caught.value)
     assert message.startswith(f"2 of 7 files in {folder} are not readable PNG or JPEG images:\n")
-    assert "  cat/notes.txt: not a PNG or JPEG file\n  dog/2.png: an empty file\n" in message
+    assert "  cat/notes.txt: not a PNG or JPEG image (only these two are read)\n  dog/2.png: an empty file\n" in message
     assert "data.skip_unreadable: true" in message
     images = read_folder(folder, first_pixel, skip_unreadable=True)
-    assert images.unreadable == [("cat/notes.txt", "not a PNG or JPEG file"), ("dog/2.png", "an empty file")]
+    assert images.unreadable == [
+        ("cat/notes.txt", "not a PNG or JPEG image (only these two are read)"),
+        ("dog/2.png", "an empty file"),
+    ]
     assert images.images.shape == (5, 1, 1)
     assert images.labels.tolist() == [0, 0, 0, 1, 1]
     assert [record.path for record in images.records] == [

@@ -17,6 +17,7 @@ from torchvision.datasets import MNIST
 from digitflow.core.errors import DigitflowError, DownloadError
 from digitflow.core.params import load_params
 from digitflow.data.mnist import (
+    MAX_FILE_BYTES,
     MIRRORS_ENV_VAR,
     MNIST_RESOURCES,
     download_mnist,
@@ -25,7 +26,7 @@ from digitflow.data.mnist import (
     resolve_mirrors,
 )
 from tests.conftest import make_project_copy, run
-from tests.support.project import serve_folder, set_params
+from tests.support.project import serve_folder, serving, set_params
 
 pytestmark = pytest.mark.mnist
 
@@ -288,3 +289,64 @@ def test_fetch_stage_skips_a_silent_mirror_within_a_minute(tmp_path, mnist_mirro
     raw = project / "data/raw/MNIST/raw"
     assert {p.name for p in raw.iterdir()} >= set(MD5)
     assert all(md5_of(raw / name) == md5 for name, md5 in MD5.items())
+
+
+# --- a mirror that never stops sending, and one that sends a byte at a time (issue 23) ------------------
+
+
+@contextlib.contextmanager
+def streaming_mirror(announce: int | None, pause: float) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 that answers every GET with bytes without end (``announce``: the
+    Content-Length it claims, or none), a 4 KiB block every ``pause`` seconds."""
+    import http.server
+
+    stop = threading.Event()
+
+    class Endless(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            if announce is not None:
+                self.send_header("Content-Length", str(announce))
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                while not stop.is_set():
+                    self.wfile.write(b"\0" * 4096)
+                    time.sleep(pause)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serving(Endless) as url:
+        try:
+            yield f"{url}mnist/"
+        finally:
+            stop.set()
+
+
+def test_a_mirror_sending_without_end_is_cut_off_at_the_size_cap(tmp_path):
+    assert MAX_FILE_BYTES > 4 * 9_912_422  # room above the largest file, train-images-idx3-ubyte.gz
+    started = time.monotonic()
+    with streaming_mirror(announce=None, pause=0) as url, pytest.raises(DownloadError) as caught:
+        download_mnist(tmp_path, [url], timeout=5, max_bytes=2_000_000)
+    assert time.monotonic() - started < 30
+    assert f"{url}{FIRST_FILE}: more than 2,000,000 bytes arrived, more than an MNIST file can be" in str(caught.value)
+    assert files_under(tmp_path) == []
+
+
+def test_a_mirror_announcing_too_much_is_refused_before_reading(tmp_path):
+    with streaming_mirror(announce=10**12, pause=0.5) as url, pytest.raises(DownloadError) as caught:
+        download_mnist(tmp_path, [url], timeout=5)
+    assert f"the mirror announces 1,000,000,000,000 bytes, more than the {MAX_FILE_BYTES:,}" in str(caught.value)
+
+
+def test_a_trickling_mirror_stops_at_the_deadline(tmp_path):
+    """Never silent for the 5 s timeout, never finished: the whole download gives up after 2 s, and the
+    mirrors left are not tried."""
+    started = time.monotonic()
+    with streaming_mirror(announce=None, pause=0.2) as url, pytest.raises(DownloadError) as caught:
+        download_mnist(tmp_path, [url, CLOSED_PORT_MIRROR], timeout=5, deadline=2)
+    assert time.monotonic() - started < 10
+    message = str(caught.value)
+    assert f"{url}{FIRST_FILE}: the download did not finish in time (fetch.deadline in params.yaml)" in message
+    assert f"{CLOSED_PORT_MIRROR}{FIRST_FILE}: not tried, the download's time was up" in message
+    assert files_under(tmp_path) == []

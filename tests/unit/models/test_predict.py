@@ -4,6 +4,7 @@ becomes a predictor, with one clear message for what cannot be read."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 from functools import partial
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from digitflow.models.card import ModelCard
 from digitflow.models.folder import write_model_dir
 from digitflow.models.predict import convert_files, local_predictor, pixel_rows
 from tests.conftest import PROJECT_ROOT
+from tests.support.bad_images import bomb_png, eps, truncated_jpeg
 
 DIGITS = ModelCard("digits", (8, 8), 16, "uci-digits")
 MNIST = ModelCard("mnist", (28, 28), 255, "mnist")
@@ -219,3 +221,28 @@ def test_a_damaged_model_file_names_the_file_and_the_repair(project: Path, fitte
     paths.model_file(model_name).write_bytes(b"half a model")
     with pytest.raises(InputError, match=rf"{paths.model_file(model_name)} is damaged .*dvc checkout --force train_"):
         local_predictor(model_name)
+
+
+def test_predict_refuses_an_eps_a_bomb_and_a_truncated_jpeg_with_one_message_each(
+    project: Path, fitted, digits
+) -> None:
+    """`digitflow predict` as a user runs it: an EPS (which Pillow would hand to Ghostscript), a 30,000 x
+    30,000 PNG (900 million pixels) and a truncated JPEG, beside a good file: one line each, exit 1."""
+    write_models_dir(fitted, "torch")
+    good = project / "good.png"
+    as_grey(digits[0][0], 16).save(good)
+    bad = [eps(project / "drawing.eps"), bomb_png(project / "poster.png"), truncated_jpeg(project / "cut.jpg")]
+    result = subprocess.run(
+        ["digitflow", "predict", str(good), *map(str, bad)], cwd=project, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "[digitflow predict] error: cannot read these images (PNG or JPEG expected):"
+    assert lines[1:3] == [
+        f"  {bad[0]}: not a PNG or JPEG image (only these two are read)",
+        f"  {bad[1]}: more than 89,478,485 pixels, the most read here (a decompression bomb, or a picture far "
+        "larger than a digit needs): scale it down first",
+    ], result.stderr
+    assert lines[3].startswith(f"  {bad[2]}: damaged or truncated image (")  # then Pillow's own words
+    assert len(lines) == 4, result.stderr

@@ -1,8 +1,8 @@
-"""digitflow.models.sklearn_model: params map onto LogisticRegression; saved and loaded as a pickled Pipeline."""
+"""digitflow.models.sklearn_model: params map onto LogisticRegression; saved and loaded as numbers only, so a
+planted pickle is refused without running."""
 
 from __future__ import annotations
 
-import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from digitflow.core.params import TrainSklearnParams
-from digitflow.models.sklearn_model import build_model, classifier, coefficients, load_model, save_model
+from digitflow.models.sklearn_model import (
+    build_model,
+    classifier,
+    coefficients,
+    load_model,
+    save_model,
+)
+from tests.support.planted import planted_pickle
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +53,9 @@ def test_build_model_defaults():
 
 def test_save_load_round_trip_gives_identical_predictions(tmp_path: Path, fitted):
     model, features, labels = fitted
-    path = tmp_path / "models" / "model.pkl"
+    path = tmp_path / "models" / "model.npz"
     save_model(model, path)
-    assert [p.name for p in path.parent.iterdir()] == ["model.pkl"]
+    assert [p.name for p in path.parent.iterdir()] == ["model.npz"]
     loaded = load_model(path)
     assert loaded is not model
     np.testing.assert_array_equal(loaded.predict_proba(features), model.predict_proba(features))
@@ -56,11 +63,45 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path: Path, fitted
     assert (loaded.predict(features) == labels).mean() > 0.9
 
 
-def test_load_refuses_anything_but_a_pipeline(tmp_path: Path):
-    path = tmp_path / "not_a_model.pkl"
-    path.write_bytes(pickle.dumps({"coef": [1, 2]}))
-    with pytest.raises(TypeError, match="expected a scikit-learn Pipeline, found dict"):
+def test_a_planted_pickle_is_refused_without_running(tmp_path: Path):
+    """A pickle that would create a file when unpickled, in the model's place: refused, nothing runs."""
+    path, witness = planted_pickle(tmp_path / "model.npz")
+    with pytest.raises(ValueError, match="pickle"):
         load_model(path)
+    assert not witness.exists()
+
+
+def test_load_refuses_other_arrays_and_records(tmp_path: Path, fitted):
+    other = tmp_path / "other.npz"
+    np.savez(other, coef=np.zeros(3))
+    with pytest.raises(ValueError, match="not a digitflow scikit-learn model"):
+        load_model(other)
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, header=np.array([{"format": 1}], dtype=object))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        load_model(objects)
+    good = tmp_path / "good.npz"
+    save_model(fitted[0], good)
+    with np.load(good) as arrays:
+        records = dict(arrays)
+    np.savez(tmp_path / "extra.npz", **records, **{"logreg.predict_proba": np.zeros(1)})
+    with pytest.raises(ValueError, match=r"unexpected record 'logreg\.predict_proba'"):
+        load_model(tmp_path / "extra.npz")
+
+
+@pytest.mark.parametrize("scaling", ["standard", "minmax", "none"])
+def test_every_scaling_round_trips_to_the_same_bytes_and_predictions(tmp_path: Path, fitted, scaling: str):
+    from sklearn.datasets import load_digits
+
+    features, labels = load_digits(return_X_y=True)
+    model = build_model(TrainSklearnParams(scaling=scaling, class_weight="balanced", C=0.5), seed=3).fit(
+        features, labels
+    )
+    save_model(model, tmp_path / "a.npz")
+    loaded = load_model(tmp_path / "a.npz")
+    np.testing.assert_array_equal(loaded.predict_proba(features), model.predict_proba(features))
+    save_model(loaded, tmp_path / "b.npz")
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
 
 
 def test_coefficients(fitted):
@@ -91,9 +132,9 @@ def test_equal_models_give_equal_file_bytes(tmp_path: Path):
 
     features, labels = load_digits(return_X_y=True)
     for name in ("a", "b"):  # two fits: new objects, new Python ids
-        save_model(build_model(TrainSklearnParams(max_iter=50)).fit(features, labels), tmp_path / name / "m.pkl")
-    assert (tmp_path / "a" / "m.pkl").read_bytes() == (tmp_path / "b" / "m.pkl").read_bytes()
-    reloaded = load_model(tmp_path / "a" / "m.pkl")
+        save_model(build_model(TrainSklearnParams(max_iter=50)).fit(features, labels), tmp_path / name / "m.npz")
+    assert (tmp_path / "a" / "m.npz").read_bytes() == (tmp_path / "b" / "m.npz").read_bytes()
+    reloaded = load_model(tmp_path / "a" / "m.npz")
     assert (reloaded.predict(features) == labels).mean() > 0.9
 
 
@@ -109,6 +150,6 @@ save_model(build_model(TrainSklearnParams(max_iter=50)).fit(features, labels), _
 
 def test_two_processes_write_the_same_bytes(tmp_path: Path):
     """What DVC sees: a clean run in a new process must hash the model exactly as the last one did."""
-    for name in ("a.pkl", "b.pkl"):
+    for name in ("a.npz", "b.npz"):
         subprocess.run([sys.executable, "-c", SAVE_IN_A_NEW_PROCESS, str(tmp_path / name)], check=True)
-    assert (tmp_path / "a.pkl").read_bytes() == (tmp_path / "b.pkl").read_bytes()
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()

@@ -13,7 +13,7 @@ from digitflow.core.names import lower_is_better
 from digitflow.core.params import GateParams
 from digitflow.reporting.pr.diff import MetricChange, ParamChange, parse_metrics_diff, parse_params_diff
 from digitflow.reporting.pr.errors import BaseRevisionError, DvcCommandError
-from digitflow.reporting.pr.gate import check_metric, evaluate_gate, gate_failure_message
+from digitflow.reporting.pr.gate import check_metric, evaluate_gate, gate_at, gate_changes, gate_failure_message
 from digitflow.reporting.pr.images import confusion_counts
 from digitflow.reporting.pr.markdown import CommentInputs, build_comment
 from digitflow.reporting.pr.revisions import dvc_json, resolve_base
@@ -145,13 +145,16 @@ def test_failure_message_lists_only_failures() -> None:
 # The comment
 
 
-def comment_for(metrics: list[MetricChange], params: list[ParamChange], gate: GateParams = STRICT) -> str:
+def comment_for(
+    metrics: list[MetricChange], params: list[ParamChange], gate: GateParams = STRICT, proposed: GateParams = STRICT
+) -> str:
     return build_comment(
         CommentInputs(
             base_label="main",
             base_sha="a" * 40,
             head_sha="b" * 40,
             gate=gate,
+            gate_changes=gate_changes(gate, proposed),
             test_metrics=metrics,
             other_metrics=[],
             params=params,
@@ -188,13 +191,15 @@ def test_comment_has_values_changes_params_images_and_verdict() -> None:
 
 def test_comment_flags_failure_and_edited_gate() -> None:
     metrics = [change("sklearn", "test_accuracy", 0.95, 0.95), change("torch", "test_accuracy", 0.95, 0.5)]
-    comment = comment_for(metrics, [ParamChange("params.yaml", "gate.max_drop_abs", 0.01, 0.5)])
+    loose = GateParams(metrics=["test_accuracy"], max_drop_abs=0.5, max_drop_rel=1.0)
+    comment = comment_for(metrics, [ParamChange("params.yaml", "gate.max_drop_abs", 0.01, 0.5)], proposed=loose)
     assert "**Verdict: ❌ fails the regression gate** (1 of 2 checks failed)" in comment
     assert "❌ torch test_accuracy fell from 0.9500 to 0.5000" in comment
     assert (
         "| PyTorch logistic regression | test_accuracy | 0.9500 | 0.5000 | -0.4500 (-47.37%) | ❌ **fail** |" in comment
     )
-    assert "edits the gate's own thresholds" in comment
+    assert "> This change edits the gate itself: `max_drop_abs: 0.01 -> 0.5`." in comment
+    assert "the new ones apply from the next pull request on" in comment
 
 
 def test_comment_has_a_row_for_a_watched_metric_missing_on_both_sides() -> None:
@@ -309,3 +314,19 @@ def test_named_classes_keep_their_names_and_one_shared_order(tmp_path: Path, mon
     assert all(path.read_bytes()[:4] == b"\x89PNG" for path in written)
     pairs = pd.read_csv(confusion / "torch.csv")
     assert confusion_counts(pairs, ["circle", "cross", "square"]).tolist() == [[1, 0, 0], [1, 1, 0], [0, 1, 1]]
+
+
+def test_the_gate_is_read_from_the_base_revision_not_the_workspace(upstream: Path, monkeypatch: pytest.MonkeyPatch):
+    """A branch that loosens `gate:` in its own params.yaml is still judged by the base's thresholds."""
+    monkeypatch.chdir(upstream)
+    git(upstream, "checkout", "-q", "main")
+    commit_file(upstream, "params.yaml", "gate:\n  metrics: [test_accuracy]\n  max_drop_abs: 0.01\n")
+    base = git(upstream, "rev-parse", "HEAD").strip()
+    commit_file(upstream, "params.yaml", "gate:\n  metrics: [test_accuracy]\n  max_drop_abs: 1\n  max_drop_rel: 1\n")
+    gate = gate_at(base)
+    assert (gate.max_drop_abs, gate.max_drop_rel) == (0.01, GateParams().max_drop_rel)
+    assert gate_changes(gate, gate_at("HEAD")) == ["max_drop_abs: 0.01 -> 1.0", "max_drop_rel: 0.02 -> 1.0"]
+    assert gate_at(git(upstream, "rev-list", "--max-parents=0", "HEAD").strip()) == GateParams()  # no params.yaml
+    commit_file(upstream, "params.yaml", "gate:\n  max_drop_abs: -1\n")
+    with pytest.raises(BaseRevisionError, match=r"the base revision's params\.yaml has no valid gate: section"):
+        gate_at("HEAD")

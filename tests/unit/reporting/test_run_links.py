@@ -46,3 +46,16 @@ def test_runs_from_a_local_store_are_named_not_linked(tmp_path: Path) -> None:
     section = mlflow_runs_section({"MLFLOW_TRACKING_URI": SERVER}, tmp_path)
     assert "](" not in section
     assert "not the server" in section
+
+
+def test_credentials_in_the_tracking_uri_never_reach_the_comment(tmp_path: Path) -> None:
+    """MLFLOW_TRACKING_URI may carry `user:password@`; the comment is public to the repository's readers."""
+    ids = record_runs(tmp_path, SERVER)
+    secret_uri = "https://ci-bot:s3cret%40pass@mlflow.example.org:8443/"
+    section = mlflow_runs_section({"MLFLOW_TRACKING_URI": secret_uri}, tmp_path)
+    assert "s3cret" not in section
+    assert "ci-bot" not in section
+    for run_id in ids.values():
+        assert (
+            f"(https://mlflow.example.org:8443/#/experiments/7/runs/{run_id}?workflowType=machine_learning)" in section
+        )

@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import math
 
-import mlflow
-import numpy as np
 import pytest
-from sklearn.datasets import load_digits
-from sklearn.linear_model import LogisticRegression
 
-from digitflow.core.errors import DigitflowError
-from digitflow.data.datasets import DatasetMeta
-from digitflow.models.card import ModelCard, model_card
+from digitflow.tracking.model_files import BRANCH_TAG
 from digitflow.tracking.registry import (
     CHAMPION,
     PromotionError,
-    champion_predictor,
     champion_uri,
     promote,
     record_test_metrics,
@@ -28,19 +21,22 @@ from tests.unit.tracking.conftest import Store
 SKLEARN = "digitflow-sklearn"
 
 
-def register(store: Store, name: str = SKLEARN) -> RunInfo:
-    """A training run and the registry version it produced (no metrics yet), as the trainers leave them."""
+def register(store: Store, name: str = SKLEARN, branch: str = "main") -> RunInfo:
+    """A training run and the registry version it produced (no metrics yet), as the trainers leave them:
+    tagged with the git branch it was trained on."""
     client = store.client
     if not client.search_registered_models(f"name = '{name}'"):
         client.create_registered_model(name)
     run = store.new_run()
-    version = client.create_model_version(name, source=str(store.root / run.info.run_id), run_id=run.info.run_id)
+    version = client.create_model_version(
+        name, source=str(store.root / run.info.run_id), run_id=run.info.run_id, tags={BRANCH_TAG: branch}
+    )
     return RunInfo(run.info.run_id, store.experiment_id, store.uri, name, str(version.version))
 
 
-def evaluated(store: Store, **metrics: float) -> str:
+def evaluated(store: Store, branch: str = "main", **metrics: float) -> str:
     """A registered version that ``evaluate`` tagged with ``metrics``; its version number."""
-    info = register(store)
+    info = register(store, branch=branch)
     record_test_metrics(store.client, info, metrics)
     return info.model_version
 
@@ -53,7 +49,7 @@ def test_test_metrics_become_tags_of_the_version_the_run_produced(store: Store) 
     info = register(store)
     record_test_metrics(store.client, info, {"test_accuracy": 0.9123456789, "test_log_loss": 0.25})
     tags = store.client.get_model_version(SKLEARN, info.model_version).tags
-    assert tags == {"test_accuracy": "0.912346", "test_log_loss": "0.250000"}
+    assert tags == {BRANCH_TAG: "main", "test_accuracy": "0.912346", "test_log_loss": "0.250000"}
 
 
 def test_a_version_of_another_run_or_store_is_left_alone(store: Store) -> None:
@@ -65,7 +61,7 @@ def test_a_version_of_another_run_or_store_is_left_alone(store: Store) -> None:
     record_test_metrics(store.client, RunInfo(mine.run_id, "0", store.uri, SKLEARN, "7"), {"b": 1.0})
     record_test_metrics(store.client, RunInfo(mine.run_id, "0", store.uri), {"c": 1.0})
     record_test_metrics(store.client, RunInfo(mine.run_id, "0", store.uri, "digitflow-torch", "1"), {"d": 1.0})
-    assert store.client.get_model_version(SKLEARN, mine.model_version).tags == {}
+    assert store.client.get_model_version(SKLEARN, mine.model_version).tags == {BRANCH_TAG: "main"}
     assert store.client.search_model_versions("name = 'digitflow-torch'") == []
 
 
@@ -144,11 +140,16 @@ def test_an_unevaluated_version_is_refused_unless_forced(store: Store) -> None:
 
 
 def test_nothing_to_promote(store: Store) -> None:
-    nothing = r"no version of digitflow-torch has a test_accuracy tag yet: run the pipeline \(`dvc repro`\) first"
+    nothing = (
+        r"no version of digitflow-torch trained on branch 'main' has a test_accuracy tag yet: run the pipeline "
+        r"\(`dvc repro`\) first"
+    )
     with pytest.raises(PromotionError, match=nothing):
         promote("torch", client=store.client)
     register(store)
-    with pytest.raises(PromotionError, match=r"no version of digitflow-sklearn has a test_f1_macro tag"):
+    with pytest.raises(
+        PromotionError, match=r"no version of digitflow-sklearn trained on branch 'main' has a test_f1_macro tag"
+    ):
         promote("sklearn", metric="test_f1_macro", client=store.client)
     with pytest.raises(PromotionError, match=r"digitflow-sklearn has no version 5 \(versions: 1\)"):
         promote("sklearn", version="5", client=store.client)
@@ -159,45 +160,23 @@ def test_champion_uri_names_the_alias_of_the_registered_model() -> None:
     assert champion_uri("sklearn") == f"models:/{SKLEARN}@{CHAMPION}"
 
 
-@pytest.fixture(scope="module")
-def tiny_model() -> tuple[LogisticRegression, np.ndarray]:
-    features, labels = load_digits(return_X_y=True)
-    return LogisticRegression(max_iter=50).fit(features[:300], labels[:300]), features[300:310].astype(np.float32)
+def test_only_mains_versions_are_ranked_unless_asked(store: Store) -> None:
+    """A branch that was never merged may hold the most accurate model (or claim to): promote ranks main's."""
+    mains = evaluated(store, test_accuracy=0.90)
+    branch = evaluated(store, branch="try-something", test_accuracy=0.99)
+    unknown = register(store, branch="")  # registered by hand, no branch recorded
+    record_test_metrics(store.client, unknown, {"test_accuracy": 1.0})
+    unknown = unknown.model_version
+
+    assert promote("sklearn", client=store.client).version == mains
+    with pytest.raises(PromotionError, match=r"trained on branch 'try-something', not 'main'.*--any-branch"):
+        promote("sklearn", version=branch, client=store.client)
+    assert champion(store) == mains
+    assert promote("sklearn", client=store.client, branch=None).version == unknown
+    assert promote("sklearn", client=store.client, branch="try-something", force=True).version == branch
 
 
-def log_sklearn(model: LogisticRegression, **metadata: object) -> None:
-    with mlflow.start_run():
-        mlflow.sklearn.log_model(
-            model,
-            name="model",
-            registered_model_name=SKLEARN,
-            serialization_format="pickle",
-            pyfunc_predict_fn="predict_proba",
-            pip_requirements=["scikit-learn"],
-            metadata=metadata or None,
-        )
-
-
-@pytest.mark.filterwarnings("ignore::UserWarning")
-def test_the_champion_loads_as_a_predictor_with_its_card(store: Store, tiny_model) -> None:
-    model, rows = tiny_model
-    meta = DatasetMeta("digits", (8, 8), 1797, 16, None, "uci-digits")
-    mlflow.set_experiment(experiment_id=store.experiment_id)
-    log_sklearn(model, **model_card(meta))
-    promote("sklearn", version="1", force=True, client=store.client)
-
-    predict, card = champion_predictor(champion_uri("sklearn"))
-
-    assert card == ModelCard("digits", (8, 8), 16, "uci-digits")
-    np.testing.assert_allclose(predict(rows), model.predict_proba(rows), rtol=1e-6)
-
-
-@pytest.mark.filterwarnings("ignore::UserWarning")
-def test_a_model_without_digitflows_image_metadata_is_refused(store: Store, tiny_model) -> None:
-    mlflow.set_experiment(experiment_id=store.experiment_id)
-    log_sklearn(tiny_model[0])  # logged by hand: no card
-    log_sklearn(tiny_model[0], dataset="digits")  # a card without the image shape
-    for version in ("1", "2"):
-        uri = f"models:/{SKLEARN}/{version}"
-        with pytest.raises(DigitflowError, match=f"{uri} was not logged by digitflow's training stages"):
-            champion_predictor(uri)
+def test_no_version_of_main_says_where_the_others_are(store: Store) -> None:
+    evaluated(store, branch="feature", test_accuracy=0.9)
+    with pytest.raises(PromotionError, match=r"trained on branch 'main' has a test_accuracy tag yet \(1 of other"):
+        promote("sklearn", client=store.client)

@@ -8,19 +8,15 @@ import mlflow
 import numpy as np
 import pytest
 from PIL import Image
-from sklearn.datasets import load_digits
-from sklearn.linear_model import LogisticRegression
 
 from digitflow.core.params import load_params
 from digitflow.data.datasets import DIGIT_CLASSES, DatasetMeta
 from digitflow.evaluation.metrics import confusion, summary_metrics
 from digitflow.models.card import model_card
-from digitflow.tracking.runs import RunInfo
 from digitflow.tracking.training_log import (
     fit_metrics,
     log_confusion_matrix,
     model_log_args,
-    registered_run_info,
     run_params,
 )
 from tests.conftest import PROJECT_ROOT
@@ -75,8 +71,9 @@ def test_fit_metrics_name_train_and_validation_apart() -> None:
 def test_model_log_args_write_the_contract_as_the_signature(dtype) -> None:
     example = np.zeros((5, 64), dtype=np.float32)
     proba = one_hot(np.arange(5)).astype(dtype)
-    args = model_log_args("torch", DIGITS, example, proba)
-    assert (args["name"], args["registered_model_name"]) == ("model", "digitflow-torch")
+    args = model_log_args(DIGITS, example, proba)
+    assert args["name"] == "model"
+    assert "registered_model_name" not in args  # registering is a step of its own (model_files)
     assert args["metadata"] == model_card(DIGITS)
     assert args["input_example"] is example
     (inputs,) = args["signature"].inputs.inputs
@@ -89,7 +86,7 @@ def test_model_log_args_write_the_contract_as_the_signature(dtype) -> None:
 def test_model_log_args_refuse_probabilities_of_the_wrong_shape(shape) -> None:
     example = np.zeros((5, 64), dtype=np.float32)
     with pytest.raises(ValueError, match=rf"expected probabilities of shape \(5, 10\), got \({shape[0]},"):
-        model_log_args("sklearn", DIGITS, example, np.zeros(shape))
+        model_log_args(DIGITS, example, np.zeros(shape))
 
 
 def test_the_confusion_matrix_is_logged_as_json_and_heatmap(store: Store) -> None:
@@ -111,33 +108,10 @@ def test_the_confusion_matrix_is_logged_as_json_and_heatmap(store: Store) -> Non
         assert min(png.size) > 100
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")
-def test_a_model_logged_with_these_args_gives_the_run_record(store: Store) -> None:
-    features, labels = load_digits(return_X_y=True)
-    model = LogisticRegression(max_iter=50).fit(features[:300], labels[:300])
-    example = features[300:305].astype(np.float32)
-    with mlflow.start_run(experiment_id=store.experiment_id) as run:
-        logged = mlflow.sklearn.log_model(
-            model,
-            pyfunc_predict_fn="predict_proba",
-            serialization_format="pickle",
-            pip_requirements=["scikit-learn"],
-            **model_log_args("sklearn", DIGITS, example, model.predict_proba(example)),
-        )
-        info = registered_run_info(run, logged, "sklearn")
-    assert info == RunInfo(run.info.run_id, store.experiment_id, store.uri, "digitflow-sklearn", "1")
-    version = store.client.get_model_version("digitflow-sklearn", "1")
-    assert version.run_id == run.info.run_id
-    loaded = mlflow.pyfunc.load_model(f"models:/digitflow-sklearn/{info.model_version}")
-    assert loaded.metadata.metadata == model_card(DIGITS)
-    assert loaded.metadata.signature.inputs.inputs[0].shape == (-1, 64)
-    np.testing.assert_allclose(loaded.predict(example), model.predict_proba(example), rtol=1e-6)
-
-
 def test_a_folders_model_states_its_classes_and_their_number_in_the_signature() -> None:
     shapes = DatasetMeta("folder", (24, 32), 160, 255, None, "folder", ("circle", "cross", "square"), {"ink": "dark"})
     example = np.zeros((2, 24 * 32), dtype=np.float32)
-    args = model_log_args("torch", shapes, example, one_hot(np.arange(2))[:, :3])
+    args = model_log_args(shapes, example, one_hot(np.arange(2))[:, :3])
     (outputs,) = args["signature"].outputs.inputs
     assert outputs.shape == (-1, 3)
     card = args["metadata"]
@@ -145,4 +119,4 @@ def test_a_folders_model_states_its_classes_and_their_number_in_the_signature() 
     assert (card["image_shape"], card["pixel_max"], card["image_recipe"]) == ([24, 32], 255, "folder")
     assert card["recipe_options"] == {"ink": "dark"}
     with pytest.raises(ValueError, match=r"expected probabilities of shape \(2, 3\), got \(2, 10\)"):
-        model_log_args("torch", shapes, example, one_hot(np.arange(2)))
+        model_log_args(shapes, example, one_hot(np.arange(2)))

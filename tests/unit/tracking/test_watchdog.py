@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from digitflow.core.processes import isolated_env, process_alive
 from digitflow.tracking import watchdog
@@ -89,6 +90,20 @@ def test_the_watchdog_outlives_the_owners_process_group(store: Store) -> None:
     process = watchdog.spawn(run_id, store.uri)
     try:
         assert os.getsid(process.pid) == process.pid != os.getsid(0)
+    finally:
+        watchdog.release(process)
+        process.wait(timeout=30)
+
+
+def test_the_tracking_uri_is_not_on_the_watchdogs_command_line(store: Store) -> None:
+    """A URI may carry `user:password@`: it reaches the watchdog through its pipe, not where `ps` shows it."""
+    run_id = store.new_run().info.run_id
+    process = watchdog.spawn(run_id, "http://ci-bot:s3cret-password@127.0.0.1:9/")
+    try:
+        wait_until(lambda: Path(f"/proc/{process.pid}/cmdline").read_bytes() != b"", timeout=10, what="the exec")
+        command_line = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+        assert run_id.encode() in command_line
+        assert b"s3cret" not in command_line
     finally:
         watchdog.release(process)
         process.wait(timeout=30)
