@@ -6,8 +6,9 @@ machines differed in the last bits and, after 50 epochs, in the sixth decimal of
 (``metrics/train_torch_history.csv``, epoch 44: AVX2 gave 0.124742, AVX-512 0.124741). Pinning every
 library to its AVX2 path, which every x86-64 CPU made since 2015 has, makes nearly all results the
 same on all of them; what remains is last-bit noise, so numbers made on another machine are compared
-within 1e-6 (a difference can still cross a rounding boundary of the 6-decimal committed files). OpenBLAS's AVX2 kernels also give other bits on 2 threads than on 1 (scikit-learn's
-coefficients), so OpenBLAS runs on one thread. MKL's matrix products, in its default reproducible
+within 1e-6 (a difference can still cross a rounding boundary of the 6-decimal committed files).
+OpenBLAS's AVX2 kernels also give other bits on 2 threads than on 1 (scikit-learn's coefficients), so
+OpenBLAS runs on one thread. MKL's matrix products, in its default reproducible
 mode, still sum in thread-sized blocks: on MNIST, one and two PyTorch threads differed in the eighth
 digit of the loss. MKL's *strict* mode (``MKL_CBWR=AVX2,STRICT``) sums in the same order whatever the
 thread count (1, 2 and 4 threads gave the same bytes on digits and MNIST), for about a quarter more

@@ -308,7 +308,8 @@ def test_second_repro_runs_nothing(digits_project: Path) -> None:
 
 def test_readme_experiment_reruns_only_the_stages_that_read_the_setting(digits_project: Path, tmp_path: Path) -> None:
     """The tour's experiment, as written, in a copy of the reproduced project (it changes the workspace):
-    only validate (any params.yaml edit), train_sklearn, evaluate and report run, and `dvc exp show` lists it with its C and accuracies."""
+    only validate (any params.yaml edit), train_sklearn, evaluate and report run, and `dvc exp show` lists
+    it with its C and accuracies."""
     project = shutil.copytree(digits_project, tmp_path / "project", symlinks=True)
     result = run(project, "bash", "-c", readme_command("dvc exp run -S train_sklearn.C=0.5"))
     assert stages_run(result.stdout) == ["validate", "train_sklearn", "evaluate", "report"]

@@ -1,0 +1,162 @@
+"""In the server's forked child: become the stage process the command would have been, run the stage
+module as ``__main__`` exactly as ``python -m`` does, and end as Python ends.
+
+What a cold ``python -m stages.X`` gets from its parent or its start-up and the child must take over
+from the command: standard streams (the descriptors, and line buffering when stdout is a terminal),
+working folder, environment, umask, signal dispositions and mask, ``sys.argv``, ``sys.path`` and
+``sys.executable``; a fresh ``__main__``; no module of the project (the server's own are dropped, so
+every project module is imported from the command's working folder as it is now); fresh seeds for
+Python's and NumPy's global generators (forked children would otherwise share them); the temporary
+folder read again from the environment.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import os
+import random
+import runpy
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import traceback
+import types
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from digitflow.core.warm.wire import send
+
+# Interrupted Python exits by SIGINT (since 3.8), as the shell expects of a program stopped by Ctrl-C.
+INTERRUPTED = -1
+
+
+def _signals(ignored: list[int], blocked: list[int]) -> None:
+    signal.set_wakeup_fd(-1)
+    for signum in signal.valid_signals():
+        if signum in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            if signum in ignored or signum in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these two
+                signal.signal(signum, signal.SIG_IGN)
+            elif signum == signal.SIGINT:
+                signal.signal(signum, signal.default_int_handler)
+            else:
+                signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _streams(fds: list[int]) -> None:
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    # The server's stream objects now write to the command's descriptors; Python line-buffers stdout
+    # when it is a terminal (stderr always is).
+    if sys.stdout is not None and not sys.stdout.write_through:
+        sys.stdout.reconfigure(line_buffering=os.isatty(1))
+
+
+def _fresh_project() -> None:
+    for name in [name for name in sys.modules if name.split(".")[0] in {"digitflow", "stages"}]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = sys.modules["builtins"]
+    sys.modules["__main__"] = main
+
+
+def _fresh_state() -> None:
+    random.seed()
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
+    tempfile.tempdir = None
+
+
+def prepare(request: dict[str, Any], fds: list[int]) -> None:
+    """Everything but running the stage; an error here means the stage has not started."""
+    os.chdir(request["cwd"])
+    os.umask(request["umask"])
+    _signals(request["ignored_signals"], request["blocked_signals"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.environ.update(request.get("import_env", {}))
+    sys.argv[:] = request["argv"]
+    sys.path[:] = request["path"]
+    sys.executable = request["executable"]
+    _fresh_project()
+    _fresh_state()
+    _streams(fds)
+
+
+def exit_code(exc: SystemExit) -> int:
+    """What Python makes of ``SystemExit``: None is 0, an integer itself, anything else is printed and 1."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    with contextlib.suppress(Exception):
+        print(exc.code, file=sys.stderr)
+    return 1
+
+
+def run_main(module: str) -> int:
+    """Run ``module`` as ``python -m module`` runs it; the exit code Python would exit with."""
+    try:
+        runpy._run_module_as_main(module)  # type: ignore[attr-defined]  # what `python -m` calls
+    except SystemExit as exc:
+        return exit_code(exc)
+    except KeyboardInterrupt as exc:
+        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
+        return INTERRUPTED
+    except BaseException as exc:
+        # The traceback a cold `python -m` prints: from runpy's frames on, without this function's.
+        tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+        sys.excepthook(type(exc), exc, tb)
+        return 1
+    return 0
+
+
+def finish(code: int) -> NoReturn:
+    """End as Python's own shutdown does: wait for non-daemon threads, run the exit handlers, flush
+    the streams (a failed flush of stdout exits 120)."""
+    with contextlib.suppress(BaseException):
+        threading._shutdown()  # type: ignore[attr-defined]
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            code = 120 if code == 0 else code
+    if code == INTERRUPTED:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+        os.kill(os.getpid(), signal.SIGINT)
+        code = 128 + signal.SIGINT
+    os._exit(code & 0xFF)
+
+
+def become_stage(conn: socket.socket, fds: list[int], request: dict[str, Any], log: Callable[[str], None]) -> NoReturn:
+    """In the child: take over the command's process state, tell the command the stage started (or
+    why it cannot, so the command runs it cold), then run it and exit with its status."""
+    try:
+        prepare(request, fds)
+        send(conn, {"started": os.getpid()})
+    except BaseException as exc:
+        with contextlib.suppress(BaseException):
+            log(f"could not prepare {request.get('argv')}: {exc!r}")
+            send(conn, {"refused": f"the server's child could not take over the command: {exc!r}"})
+        os._exit(1)
+    conn.close()
+    log_file = getattr(log, "file", None)
+    if log_file is not None:
+        with contextlib.suppress(OSError):
+            log_file.close()
+    finish(run_main(request["module"]))
