@@ -3,10 +3,14 @@ mirror of MNIST on 127.0.0.1 serving ``../shared/data/mnist`` (the four original
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +20,7 @@ import pytest
 
 from tests.support import project as testing
 from tests.support.project import serve_folder
+from tests.support.warm import server_processes
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = PROJECT_ROOT.parent / "shared" / "data" / "mnist"
@@ -25,6 +30,24 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("DIGITFLOW_MNIST_MIRRORS", None)
+# The warm stage servers that the tests' pipelines start (digitflow/core/warm) live in this session's own
+# folder, and stop with the session (stop_warm_servers): a test run leaves no process behind. Short, under
+# /tmp: a Unix socket's path has at most 107 characters.
+WARM_SERVER_DIR = Path(tempfile.mkdtemp(prefix="digitflow-test-servers-", dir="/tmp"))
+os.environ["DIGITFLOW_SERVER_DIR"] = str(WARM_SERVER_DIR)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stop_warm_servers() -> Iterator[None]:
+    yield
+    from digitflow.core.warm.control import stop
+
+    stop({"DIGITFLOW_SERVER_DIR": str(WARM_SERVER_DIR)})
+    # A test that failed with a warm stage still running leaves its supervisor and child: end those too.
+    for pid in server_processes(WARM_SERVER_DIR):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(WARM_SERVER_DIR, ignore_errors=True)
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -20,9 +20,19 @@ import pytest
 import yaml
 
 from digitflow.core.determinism import cpu_has_avx2
-from tests.conftest import PROJECT_ROOT, free_port, git, make_project_copy, pipeline_env, run, wait_for_json
+from tests.conftest import (
+    PROJECT_ROOT,
+    WARM_SERVER_DIR,
+    free_port,
+    git,
+    make_project_copy,
+    pipeline_env,
+    run,
+    wait_for_json,
+)
 from tests.support.project import set_params
 from tests.support.readme import readme_command
+from tests.support.warm import served
 
 pytestmark = pytest.mark.e2e
 RENDER_PLOTS = Path(__file__).resolve().parents[1] / "support" / "render_plots.js"
@@ -57,10 +67,13 @@ def repro_output(project: Path) -> str:
 
 @pytest.fixture(scope="module")
 def digits_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project after one full `dvc repro` (the README's command) on the embedded digits data."""
+    """The project after one full `dvc repro` (the README's command) on the embedded digits data, every
+    stage warm (the server for its environment started first)."""
     project = make_project_copy(tmp_path_factory.mktemp("digits") / "project")
+    run(project, "digitflow", "server", "start", OMP_NUM_THREADS="1")
     result = run(project, "bash", "-c", readme_command("dvc repro"), OMP_NUM_THREADS="1")
     (project.parent / "repro-output.txt").write_text(result.stdout + result.stderr)
+
     assert stages_run(result.stdout) == [
         "fetch",
         "preprocess",
@@ -70,6 +83,7 @@ def digits_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "evaluate",
         "report",
     ]
+    assert served(WARM_SERVER_DIR, project) == [(f"stages.{stage}", "exit 0") for stage in stages_run(result.stdout)]
     return project
 
 
@@ -404,13 +418,32 @@ def result_bytes(project: Path) -> dict[str, bytes]:
     return found
 
 
+def trained_runs(project: Path) -> dict[str, dict]:
+    """Each model's training run (the one its record names): params and metrics, with the training times
+    and the thread count (a speed setting) left out."""
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    found = {}
+    for model in TRAINING_STAGES.values():
+        record = json.loads((project / f"metrics/runs/{model}.json").read_text())[model]
+        tracked = client.get_run(record["mlflow_run_id"])
+        found[model] = {
+            "params": {k: v for k, v in tracked.data.params.items() if k != "threads"},
+            "metrics": {k: v for k, v in tracked.data.metrics.items() if "seconds" not in k},
+        }
+    return found
+
+
 def test_same_params_give_identical_bytes_across_runs_and_thread_counts(digits_project: Path, tmp_path: Path) -> None:
-    """A second clean copy with the same params, run from scratch with two PyTorch and OpenMP threads where
-    the first had one, reproduces every result file byte for byte: the thread count is a speed setting."""
+    """A second clean copy with the same params, run from scratch cold (the docs' `DIGITFLOW_SERVER=0 dvc
+    repro`) with two PyTorch and OpenMP threads where the first ran warm on one, reproduces every result
+    file byte for byte, and its MLflow runs have the same params and metrics: the thread count is a speed
+    setting, and the warm server changes nothing but the time."""
     other = make_project_copy(tmp_path / "again")
     shutil.copy(digits_project / "params.yaml", other / "params.yaml")
     set_params(other, train_torch={"threads": 2})
-    run(other, "dvc", "repro", OMP_NUM_THREADS="2")
+    result = run(other, "bash", "-c", readme_command("DIGITFLOW_SERVER=0 dvc repro"), OMP_NUM_THREADS="2")
+    assert "Running stage 'train_torch'" in result.stdout
+    assert served(WARM_SERVER_DIR, other) == []
     assert read_metrics(other) == read_metrics(digits_project)
     ours, theirs = result_bytes(digits_project), result_bytes(other)
     assert sorted(ours) == sorted(theirs)
@@ -420,6 +453,9 @@ def test_same_params_give_identical_bytes_across_runs_and_thread_counts(digits_p
     assert {"models/sklearn/model.pkl", "models/torch/model.pt"} <= {p.as_posix() for p in model_files}
     for name in model_files:
         assert (other / name).read_bytes() == (digits_project / name).read_bytes(), name
+    warm, cold = trained_runs(digits_project), trained_runs(other)
+    assert warm == cold
+    assert {"test_accuracy", "val_accuracy", "train_loss"} <= set(warm["torch"]["metrics"])
 
 
 def test_diverging_training_stops_cleanly(project_copy: Path) -> None:

@@ -35,6 +35,7 @@ FRESH_CLONE = TEAM + "test_dvc_push_then_a_fresh_clone_pulls_and_reproduces_noth
 TEAM_RESTART = TEAM + "test_stack_restarts_with_its_data_and_stops_with_no_process_left"
 SWEEP_LOCAL = "test_sweep.py: the local_sweep fixture (the three lines in one shell), test_two_workers_share_six_trials"
 SWEEP_SHARED = "test_sweep.py: the killed_sweep fixture"
+WARM_LIFE = "test_warm_server.py::test_a_servers_life"
 
 CHECKED_BY = {
     "dvc repro": "test_pipeline.py: the digits_project fixture (every stage runs, output under 60 lines)",
@@ -135,6 +136,13 @@ CHECKED_BY = {
         SWEEP_SHARED + " (three workers, one killed), with --trials 3 -S ...epochs=5 --heartbeat 2 --grace 8 after it"
     ),
     "dvc exp push origin digits-tune-2": "test_sweep.py::test_readme_exp_push_shares_a_trial (a bare git origin)",
+    "digitflow server status": WARM_LIFE + " (each server with its pid and OMP_NUM_THREADS; none after stop)",
+    "digitflow server start": "test_warm_server.py: the reproduced fixture (every stage of its `dvc repro` runs warm)",
+    "digitflow server stop": WARM_LIFE + " (its pid, then no process left)",
+    "DIGITFLOW_SERVER=0 dvc repro": (
+        "test_pipeline.py::test_same_params_give_identical_bytes_across_runs_and_thread_counts (the cold run: "
+        "the same bytes and MLflow params and metrics as the warm one)"
+    ),
 }
 
 

@@ -28,7 +28,7 @@ import types
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from digitflow.core.warm.wire import send
+from digitflow.core.warm.wire import Reader, WireError, send
 
 # Interrupted Python exits by SIGINT (since 3.8), as the shell expects of a program stopped by Ctrl-C.
 INTERRUPTED = -1
@@ -105,6 +105,13 @@ def exit_code(exc: SystemExit) -> int:
     return 1
 
 
+def _as_cold(exc: BaseException) -> BaseException:
+    """``exc`` with the traceback a cold ``python -m`` prints: from runpy's frames on, without ours."""
+    if exc.__traceback__ is not None and exc.__traceback__.tb_next is not None:
+        exc.__traceback__ = exc.__traceback__.tb_next
+    return exc
+
+
 def run_main(module: str) -> int:
     """Run ``module`` as ``python -m module`` runs it; the exit code Python would exit with."""
     try:
@@ -112,12 +119,10 @@ def run_main(module: str) -> int:
     except SystemExit as exc:
         return exit_code(exc)
     except KeyboardInterrupt as exc:
-        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
+        traceback.print_exception(_as_cold(exc))
         return INTERRUPTED
     except BaseException as exc:
-        # The traceback a cold `python -m` prints: from runpy's frames on, without this function's.
-        tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
-        sys.excepthook(type(exc), exc, tb)
+        sys.excepthook(type(exc), exc, _as_cold(exc).__traceback__)
         return 1
     return 0
 
@@ -143,18 +148,28 @@ def finish(code: int) -> NoReturn:
     os._exit(code & 0xFF)
 
 
-def become_stage(conn: socket.socket, fds: list[int], request: dict[str, Any], log: Callable[[str], None]) -> NoReturn:
-    """In the child: take over the command's process state, tell the command the stage started (or
-    why it cannot, so the command runs it cold), then run it and exit with its status."""
+def become_stage(
+    link: socket.socket, conn: socket.socket, fds: list[int], request: dict[str, Any], log: Callable[[str], None]
+) -> NoReturn:
+    """In the child: take over the command's process state, tell the supervisor it is ready (or why it
+    cannot be, so the command runs the stage cold), and run the stage once the command says go; exit
+    with its status."""
+    conn.close()  # the supervisor alone talks to the command
     try:
         prepare(request, fds)
-        send(conn, {"started": os.getpid()})
+        send(link, {"ready": True})
     except BaseException as exc:
         with contextlib.suppress(BaseException):
-            log(f"could not prepare {request.get('argv')}: {exc!r}")
-            send(conn, {"refused": f"the server's child could not take over the command: {exc!r}"})
+            log(f"could not prepare {request.get('module')}: {exc!r}")
+            send(link, {"refused": f"the server's child could not take over the command: {exc!r}"})
         os._exit(1)
-    conn.close()
+    try:
+        go = Reader(link).frame()
+    except (OSError, WireError):
+        os._exit(0)
+    if go.get("go") is not True:
+        os._exit(0)
+    link.close()
     log_file = getattr(log, "file", None)
     if log_file is not None:
         with contextlib.suppress(OSError):

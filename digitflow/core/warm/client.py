@@ -154,6 +154,11 @@ def hand_over(module: str) -> tuple[socket.socket, Reader, int]:
     if not isinstance(reply.get("started"), int):
         sock.close()
         raise Cold(f"the warm stage server answered {reply!r}; running this stage cold")
+    try:
+        send(sock, {"go": True})  # from here on the stage is the server's: never cold as well
+    except OSError as exc:
+        sock.close()
+        raise Cold(f"the warm stage server went away ({exc}); running this stage cold") from None
     sock.settimeout(None)
     return sock, reader, reply["started"]
 

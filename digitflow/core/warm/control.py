@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import signal
 import socket
 import time
 from collections.abc import Mapping
@@ -58,9 +60,25 @@ def folder_of(environ: Mapping[str, str]) -> Path:
 
 
 def servers(folder: Path) -> list[Found]:
-    return [
-        Found(ServerFiles(folder, path.stem), ask(path, {"op": "status"})) for path in sorted(folder.glob("*.sock"))
-    ]
+    sockets = sorted(folder.glob("*.sock"))
+    return [Found(ServerFiles(folder, path.stem), ask(path, {"op": "status"})) for path in sockets]
+
+
+def starting(folder: Path) -> dict[str, int]:
+    """Key -> pid of each server that holds its key's lock but has no socket yet (still importing)."""
+    found = {}
+    for lock in sorted(folder.glob("*.lock")):
+        if lock.with_suffix(".sock").exists():
+            continue
+        fd = os.open(lock, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:  # held: its server is alive
+            with contextlib.suppress(ValueError):
+                found[lock.stem] = int(lock.read_text() or 0)
+        finally:
+            os.close(fd)
+    return {key: pid for key, pid in found.items() if pid > 0}
 
 
 def environment_key(environ: Mapping[str, str]) -> tuple[dict[str, str], str]:
@@ -83,7 +101,7 @@ def describe(found: Found, current_key: str) -> list[str]:
     lines = [
         f"pid {status['pid']}: up {_duration(time.time() - status['started'])}, {status['served']} stage(s) "
         f"served, {status['running']} running; stops after {_duration(status['idle_seconds'])} without a stage",
-        f"  python {python[1].split()[0]} ({python[0]}), {len(status['preloaded'])} libraries preloaded"
+        f"  python {python[1].split()[0]} ({python[2]}), {len(status['preloaded'])} modules preloaded"
         + (f", {' '.join(f'{k}={v}' for k, v in threads.items())}" if threads else ""),
     ]
     if status["key"] == current_key:
@@ -93,15 +111,18 @@ def describe(found: Found, current_key: str) -> list[str]:
 
 def status_report(environ: Mapping[str, str]) -> str:
     folder = folder_of(environ)
-    found = servers(folder)
+    found, loading = servers(folder), starting(folder)
     _env, key = environment_key(environ)
-    head = f"warm stage servers in {folder}:" if found else f"no warm stage server is running ({folder})"
+    head = f"warm stage servers in {folder}:" if found or loading else f"no warm stage server is running ({folder})"
     lines = [head]
     for item in found:
         lines += describe(item, key)
+    for loading_key, pid in loading.items():
+        mine = " (for this shell's environment)" if loading_key == key else ""
+        lines.append(f"pid {pid}: starting, importing the libraries{mine}")
     if not enabled(environ):
         lines.append(f"warm stage servers are off here ({SWITCH_ENV}=0, or not Linux): stages run cold")
-    elif not any(item.status and item.status["key"] == key for item in found):
+    elif key not in loading and not any(item.status and item.status["key"] == key for item in found):
         lines.append("the next stage command starts one for this environment (or `digitflow server start`)")
     return "\n".join(lines)
 
@@ -121,29 +142,37 @@ def start(environ: Mapping[str, str], timeout: float = 300.0) -> str:
         status = ask(files.socket, {"op": "status"})
         if status is not None:
             return f"warm stage server ready (pid {status['pid']}) in {time.monotonic() - started:.1f} s"
+        if key not in starting(files.folder) and time.monotonic() - started > 10:
+            break  # no server holds the key's lock: it stopped (or was stopped) before it was ready
         time.sleep(0.2)
-    raise DigitflowError(f"the warm stage server did not start within {timeout:.0f} s; see {files.log}")
+    log = files.log.read_text().splitlines()[-3:] if files.log.exists() else []
+    raise DigitflowError(f"the warm stage server did not start; its log ({files.log}) ends:\n" + "\n".join(log))
 
 
 def stop(environ: Mapping[str, str], timeout: float = 30.0) -> str:
-    """Stop every server in this user's folder; stages they are running finish first on their own."""
+    """Stop every server in this user's folder, those still starting too; stages they are running
+    finish first, on their own."""
     folder = folder_of(environ)
-    stopped = []
+    pids = []
     for found in servers(folder):
         if found.status is None:
-            found.files.socket.unlink(missing_ok=True)
+            found.files.socket.unlink(missing_ok=True)  # its server is gone
             continue
-        pid = found.status["pid"]
         ask(found.files.socket, {"op": "stop"})
-        deadline = time.monotonic() + timeout
-        while process_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        pids.append(found.status["pid"])
+    loading = starting(folder)  # after the stops above: a stopping server has no socket but its lock
+    for pid in (pid for pid in loading.values() if pid not in pids):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)  # before its handler is installed, SIGTERM ends it at once
+        pids.append(pid)
+    deadline = time.monotonic() + timeout
+    while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids:
         if process_alive(pid):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 15)
-        stopped.append(pid)
-    if not stopped:
+                os.kill(pid, signal.SIGKILL)
+    if not pids:
         return f"no warm stage server was running ({folder})"
-    return (
-        "stopped the warm stage server" + ("s" if len(stopped) > 1 else "") + f" (pid {', '.join(map(str, stopped))})"
-    )
+    plural = "s" if len(pids) > 1 else ""
+    return f"stopped the warm stage server{plural} (pid {', '.join(map(str, pids))})"

@@ -109,7 +109,8 @@ def identity(environ: Mapping[str, str], path: Sequence[str] | None = None) -> d
     """What a server's key is made of, readable (``digitflow server status`` shows parts of it)."""
     return {
         "protocol": PROTOCOL,
-        "python": [sys.executable, sys.version, sys.prefix],
+        # The interpreter itself (`python` and `python3` in a venv are one), and its venv.
+        "python": [os.path.realpath(sys.executable), sys.version, sys.prefix],
         "packages": package_fingerprint(sys.path if path is None else path),
         "variables": load_time_variables(environ),
         "server": sources_digest(),

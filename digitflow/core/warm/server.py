@@ -116,7 +116,9 @@ class Log:
 
     def __call__(self, message: str) -> None:
         with contextlib.suppress(OSError):
-            self.file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} [{os.getpid()}] {message}\n")
+            now = time.time()
+            stamp = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}.{int(now % 1 * 1000):03d}"
+            self.file.write(f"{stamp} [{os.getpid()}] {message}\n")
 
 
 def preload(log: Log) -> tuple[list[str], dict[str, str]]:
@@ -232,6 +234,7 @@ class Server:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self.wake_r, 512)
             if self.listener in readable:
+                served = self.served
                 conn, _ = self.listener.accept()
                 try:
                     self.handle(conn)
@@ -239,7 +242,8 @@ class Server:
                     self.log(f"request failed: {exc!r}")
                 finally:
                     conn.close()
-                quiet_since = time.monotonic()
+                if self.served != served:  # a stage, not a status request: the quiet period starts again
+                    quiet_since = time.monotonic()
         self.close()
 
     def _stop(self, signum: int, _frame: object) -> None:
@@ -342,7 +346,8 @@ class Server:
         self.log(f"{request['module']} in {request['cwd']}: supervisor {pid}")
 
     def _supervise(self, conn: socket.socket, reader: Reader, request: dict[str, Any]) -> NoReturn:
-        """In the supervisor: fork the stage's child, forward signals to it, send back its status."""
+        """In the supervisor: fork the stage's child; let it run once it has taken over the command's
+        state and the command has said go; forward signals to it; send back its status."""
         try:
             signal.set_wakeup_fd(-1)
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
@@ -351,41 +356,66 @@ class Server:
             self.listener.close()
             for fd in (self.lock_fd, self.wake_r, self.wake_w):
                 os.close(fd)
-            conn.settimeout(None)
+            link, child_link = socket.socketpair()
             child = os.fork()
             if child == 0:
                 from digitflow.core.warm.child import become_stage
 
-                become_stage(conn, reader.fds, {**request, "import_env": self.import_environ}, self.log)
+                link.close()
+                request = {**request, "import_env": self.import_environ}
+                become_stage(child_link, conn, reader.fds, request, self.log)
+            child_link.close()
             for fd in reader.fds:
                 os.close(fd)
             reader.fds.clear()
             started = time.monotonic()
+            where = f"{request['module']} in {request['cwd']}: child {child}"
+            if not handshake(conn, reader, link, child):
+                link.close()  # the child exits without running the stage; the command runs it cold
+                os.waitpid(child, 0)
+                self.log(f"{where} not started: the command runs the stage cold")
+                return
             status = watch_child(conn, reader, child)
-            outcome = (
-                f"exit {os.waitstatus_to_exitcode(status)}" if os.WIFEXITED(status) else f"signal {os.WTERMSIG(status)}"
-            )
-            self.log(
-                f"{request['module']} in {request['cwd']}: child {child}, {outcome}, {time.monotonic() - started:.2f} s"
-            )
+            ended = f"exit {os.WEXITSTATUS(status)}" if os.WIFEXITED(status) else f"signal {os.WTERMSIG(status)}"
+            self.log(f"{where}, {ended}, {time.monotonic() - started:.2f} s")  # (before the command hears it)
+            with contextlib.suppress(OSError):
+                send(conn, {"exit": status})
         except BaseException as exc:
             self.log(f"supervisor failed: {exc!r}")
         finally:
             os._exit(0)
 
 
+def handshake(conn: socket.socket, reader: Reader, link: socket.socket, child: int) -> bool:
+    """The child is ready (or says why not); the command hears so and says go; the child hears go. A
+    stage runs in the child only after the command has committed to it, so a command that gave up
+    waiting (and runs the stage cold) never has a second copy running here."""
+    try:
+        link.settimeout(REQUEST_SECONDS)
+        answer = Reader(link).frame()
+        if "ready" not in answer:
+            send(conn, {"refused": answer.get("refused", "the child did not start")})
+            return False
+        send(conn, {"started": child})
+        conn.settimeout(REQUEST_SECONDS)
+        if reader.frame().get("go") is not True:
+            return False
+        conn.settimeout(None)
+        send(link, {"go": True})
+        return True
+    except (OSError, WireError):
+        return False
+
+
 def watch_child(conn: socket.socket, reader: Reader, child: int) -> int:
     """Until ``child`` exits: forward each signal the command asks for; kill the child if the command
-    is gone (its connection closed: SIGKILLed, as a cold stage would have been). Then send its status,
-    and return it."""
+    is gone (its connection closed: SIGKILLed, as a cold stage would have been). Its wait status."""
     done = os.pidfd_open(child)
     watching = [conn, done]
     while True:
         readable, _, _ = select.select(watching, [], [])
         if done in readable:
             _pid, status = os.waitpid(child, 0)
-            with contextlib.suppress(OSError):
-                send(conn, {"exit": status})
             return status
         try:
             message = reader.frame()
@@ -401,12 +431,16 @@ def watch_child(conn: socket.socket, reader: Reader, child: int) -> int:
 
 
 def take_lock(path: Path) -> int | None:
+    """Hold the key's lock for the server's life (one server per key), with the server's pid in it
+    (``digitflow server status`` and ``stop`` find a server that is still starting by it)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
         return None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
     return fd
 
 

@@ -2,9 +2,11 @@
 socket; a request's first frame carries the stage command's file descriptors 0, 1 and 2 (SCM_RIGHTS),
 so the stage writes straight into whatever DVC, the queue's log or the terminal gave the command.
 
-Client to server: ``{"op": "run", ...}`` (with the descriptors), ``{"op": "status"}``, ``{"op": "stop"}``;
-then, during a run, ``{"signal": N}`` for each signal the command receives.
-Server to client: ``{"started": PID}`` or ``{"refused": REASON}``, then ``{"exit": WAIT_STATUS}``.
+Client to server: ``{"op": "run", ...}`` (with the descriptors), ``{"op": "status"}``, ``{"op": "stop"}``.
+A run: server ``{"started": PID}`` (the child has taken over the command's state) or ``{"refused":
+REASON}``; client ``{"go": true}`` (only then does the stage start); client ``{"signal": N}`` for each
+signal the command receives; server ``{"exit": WAIT_STATUS}``. Between supervisor and child, on a
+socket pair: ``{"ready": true}`` or ``{"refused": REASON}``, then ``{"go": true}``.
 """
 
 from __future__ import annotations
