@@ -43,7 +43,7 @@ def stop_warm_servers() -> Iterator[None]:
     from digitflow.core.warm.control import stop
 
     stop({"DIGITFLOW_SERVER_DIR": str(WARM_SERVER_DIR)})
-    # A test that failed with a warm stage still running leaves its supervisor and child: end those too.
+    # A test that failed with a warm stage still running leaves its child (the server waits for it): end it.
     for pid in server_processes(WARM_SERVER_DIR):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-# "<date> <time.ms> [<supervisor pid>] stages.fetch in /path/to/project: child <pid>, exit 0, 0.42 s"
+# "<date> <time.ms> [<server pid>] stages.fetch in /path/to/project: child <pid>, exit 0, 0.42 s"
 ENDED = re.compile(r"^(\S+ \S+) \[\d+\] (stages\.\w+) in (.+): child \d+, (exit \d+|signal \d+), ")
 
 
@@ -22,7 +22,7 @@ def served(folder: Path, under: Path) -> list[tuple[str, str]]:
 
 
 def server_processes(folder: Path) -> list[int]:
-    """Every process of the servers in ``folder``: servers, supervisors and stage children (forked from
+    """Every process of the servers in ``folder``: the servers and their stage children (forked from
     a server, they keep its command line)."""
     wanted = f"digitflow.core.warm.server\0{folder}\0".encode()
     found = []

@@ -11,7 +11,9 @@ command's. DVC is unchanged: it runs the same commands and gets the same bytes.
                interpreter, the installed packages and the variables libraries read when they load
     wire       the messages on the socket: JSON frames, with the file descriptors 0, 1, 2 attached
     client     the hook ``stages/__init__.py`` calls: hand the stage to a server, or return and run cold
-    server     the server: preload, accept, fork a supervisor per request, exit after a quiet period
+    preload    what the server imports before it serves (the libraries, nothing of the project)
+    server     the server: one event loop that accepts, checks and forks, and exits after a quiet period
+    session    one stage request: the child's set-up, the command's go, signals, the exit status
     child      what the forked child does to become the stage process
     control    ``digitflow server status|start|stop``
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib
+import json
 import os
 import random
 import runpy
@@ -23,13 +24,17 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 import traceback
 import types
-from collections.abc import Callable
+import weakref
 from typing import Any, NoReturn
 
 from digitflow.core.warm.wire import Reader, WireError, send
 
+TRACE_ENV = "DIGITFLOW_SERVER_TRACE"
+PR_SET_PDEATHSIG = 1
+PROJECT = {"digitflow", "stages"}
 # Interrupted Python exits by SIGINT (since 3.8), as the shell expects of a program stopped by Ctrl-C.
 INTERRUPTED = -1
 
@@ -62,7 +67,7 @@ def _streams(fds: list[int]) -> None:
 
 
 def _fresh_project() -> None:
-    for name in [name for name in sys.modules if name.split(".")[0] in {"digitflow", "stages"}]:
+    for name in [name for name in sys.modules if name.split(".")[0] in PROJECT]:
         del sys.modules[name]
     importlib.invalidate_caches()
     main = types.ModuleType("__main__")
@@ -71,6 +76,10 @@ def _fresh_project() -> None:
 
 
 def _fresh_state() -> None:
+    # Finalizers of the server's objects (temporary folders, PyTorch's operator libraries) are the
+    # server's to run, not each child's at its exit; the child's own objects get theirs as usual.
+    for finalizer in list(weakref.finalize._registry):  # type: ignore[attr-defined]
+        finalizer.atexit = False
     random.seed()
     numpy = sys.modules.get("numpy")
     if numpy is not None:
@@ -148,19 +157,36 @@ def finish(code: int) -> NoReturn:
     os._exit(code & 0xFF)
 
 
-def become_stage(
-    link: socket.socket, conn: socket.socket, fds: list[int], request: dict[str, Any], log: Callable[[str], None]
-) -> NoReturn:
-    """In the child: take over the command's process state, tell the supervisor it is ready (or why it
+def _die_with(server: int) -> None:
+    """Ask the kernel to kill this child if the server dies (``PR_SET_PDEATHSIG``): a killed server's
+    commands see their connection close, and their stages must not go on writing meanwhile."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != server:  # it died before the request above
+        os._exit(1)
+
+
+def _close_all_but(keep: set[int]) -> None:
+    """Close the server's descriptors (its socket, lock, log, other stages' connections): a cold stage
+    has none of them, and a stage that outlives the server must not hold its lock."""
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) not in keep:
+            with contextlib.suppress(OSError):
+                os.close(int(name))
+
+
+def become_stage(link: socket.socket, fds: list[int], request: dict[str, Any], server: int) -> NoReturn:
+    """In the child: take over the command's process state, tell the server it is ready (or why it
     cannot be, so the command runs the stage cold), and run the stage once the command says go; exit
     with its status."""
-    conn.close()  # the supervisor alone talks to the command
     try:
+        _die_with(server)
+        _close_all_but({0, 1, 2, link.fileno(), *fds})
         prepare(request, fds)
         send(link, {"ready": True})
     except BaseException as exc:
         with contextlib.suppress(BaseException):
-            log(f"could not prepare {request.get('module')}: {exc!r}")
             send(link, {"refused": f"the server's child could not take over the command: {exc!r}"})
         os._exit(1)
     try:
@@ -170,8 +196,18 @@ def become_stage(
     if go.get("go") is not True:
         os._exit(0)
     link.close()
-    log_file = getattr(log, "file", None)
-    if log_file is not None:
-        with contextlib.suppress(OSError):
-            log_file.close()
-    finish(run_main(request["module"]))
+    preloaded, started = set(sys.modules), time.perf_counter()
+    code = run_main(request["module"])
+    trace(request["module"], preloaded, time.perf_counter() - started)
+    finish(code)
+
+
+def trace(module: str, preloaded: set[str], seconds: float) -> None:
+    """With ``DIGITFLOW_SERVER_TRACE=FILE`` in the stage's environment, append what the stage took and
+    the libraries it imported that the server had not (benchmarks/warm_bench.py reports them)."""
+    path = os.environ.get(TRACE_ENV)
+    if not path:
+        return
+    imported = sorted(name for name in set(sys.modules) - preloaded if name.split(".")[0] not in PROJECT)
+    with contextlib.suppress(OSError), open(path, "a") as out:
+        out.write(json.dumps({"module": module, "seconds": round(seconds, 3), "imported": imported}) + "\n")

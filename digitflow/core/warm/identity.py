@@ -46,7 +46,7 @@ LOAD_TIME_NAMES = frozenset(
     | {"MLFLOW_CONFIGURE_LOGGING", "MLFLOW_LOGGING_LEVEL"}
 )
 # The modules whose code runs in the server itself: a change to any starts a fresh server.
-SERVER_SOURCES = ("identity.py", "wire.py", "server.py", "child.py")
+SERVER_SOURCES = ("identity.py", "wire.py", "preload.py", "server.py", "session.py", "child.py")
 
 
 class UnsafeFolder(Exception):

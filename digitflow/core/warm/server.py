@@ -2,31 +2,27 @@
 
     python -m digitflow.core.warm.server FOLDER KEY      (started in the background by a stage command)
 
-Start-up: set ``MLFLOW_DISABLE_TELEMETRY`` (``import mlflow`` would otherwise start a telemetry thread, and
-a process with threads cannot be forked safely), apply the CPU pins of ``core.determinism`` (already in
-the environment the stage command passed on), check the key it was started for, take the key's lock
-(one server per key), import ``PRELOAD`` and nothing of the project, and only then bind the socket, so a
-server that answers is ready.
+Start-up: check the key it was started for, take the key's lock (one server per key), keep
+``MLFLOW_DISABLE_TELEMETRY`` and PyArrow's allocator from starting threads, import ``PRELOAD`` and
+nothing of the project (``preload.py``), and only then bind the socket: a server that answers is ready.
 
-Each request gets a *supervisor*, forked from the server, which forks the stage's child, forwards the
-command's signals to it, kills it if the command dies (its connection closes), and sends back its exit
-status. The server itself only accepts, checks and forks, so a stage keeps running if the server is
-stopped or killed. Before each fork the server checks that it still has one thread, no CUDA context,
-no project module beyond its own and no file open but its own; otherwise it refuses, and the command
-runs the stage cold. It exits after ``DIGITFLOW_SERVER_IDLE`` seconds (default 600) without a stage, on
-``digitflow server stop`` or SIGTERM, and when its key no longer matches (a package was installed).
+One process, one thread, one event loop: it accepts connections, answers ``status`` and ``stop``, and
+for a stage request forks the child that becomes the stage and follows it to its exit (``session.py``).
+Before each fork it checks that it still has one thread, no CUDA context, no project module but its own
+and no file open but its own; otherwise it refuses and the command runs the stage cold. Each child asks
+the kernel to kill it if the server dies (a killed server takes its running stages with it; a stopped
+one lets them finish). It stops after ``DIGITFLOW_SERVER_IDLE`` seconds (default 600) without a stage,
+on ``digitflow server stop`` or SIGTERM, and when its key no longer matches (a package was installed):
+it then removes its socket and releases its key at once, and exits when its last stage has ended.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import gc
-import importlib
 import json
-import logging
 import os
-import select
+import selectors
 import signal
 import socket
 import struct
@@ -34,80 +30,18 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from digitflow.core.warm.identity import PROTOCOL, ServerFiles, identity, idle_seconds, key_of
-from digitflow.core.warm.wire import Reader, WireError, send
+from digitflow.core.warm.preload import own_module, preload, project_module, thread_free_environment
+from digitflow.core.warm.session import REQUEST_SECONDS, Session, reply
+from digitflow.core.warm.wire import Reader, WireError
 
-# What the stages import (tests/unit/core/test_warm.py checks the list covers every third-party import of
-# every stage's modules), then what the libraries import only when a stage first calls them (found by
-# profiling warm stages: benchmarks/run.py reports what a warm stage still imports).
-PRELOAD = (
-    "numpy", "yaml", "pydantic", "filelock", "tqdm.auto", "PIL.Image",
-    "scipy", "pandas", "sklearn", "sklearn.datasets", "sklearn.linear_model", "sklearn.metrics",
-    "sklearn.model_selection", "sklearn.pipeline", "sklearn.preprocessing",
-    "torch", "torch.nn", "torch.nn.functional", "torch.optim", "torch._dynamo",
-    "torchvision.datasets", "torchvision.datasets.utils",
-    "matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg",
-    "openpyxl", "openpyxl.utils", "openpyxl.worksheet.worksheet",
-    "mlflow", "mlflow.data", "mlflow.entities", "mlflow.exceptions", "mlflow.models", "mlflow.types",
-    "mlflow.utils.mlflow_tags", "mlflow.sklearn", "mlflow.pytorch", "mlflow.pyfunc",
-    # Called, not imported, by the stages: the MLflow store on SQLite and its schema check (SQLAlchemy,
-    # Alembic), the git context of a run (GitPython), model logging (requirements, signatures, the
-    # scoring server's input check; torch.export for PyTorch models), images, workbooks, CSV.
-    "sqlite3", "sqlalchemy.dialects.sqlite", "alembic.command", "alembic.config", "alembic.migration",
-    "alembic.script", "alembic.runtime.migration", "mlflow.store.db.utils",
-    "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store", "git",
-    "mlflow.store.tracking.sqlalchemy_workspace_store", "mlflow.store.model_registry.sqlalchemy_workspace_store",
-    "mlflow.tracing.export", "mlflow.tracing.processor", "mlflow.pyfunc.utils.environment", "opentelemetry.sdk.metrics",
-    "mlflow.utils.requirements_utils", "mlflow.utils.environment", "mlflow.models.display_utils",
-    "mlflow.pyfunc.scoring_server", "mlflow.utils.name_utils", "email.policy",
-    "torch.export", "torch.export._trace", "torch._export.passes", "torch._inductor.codecache", "torch._inductor.ir",
-    "torch._functorch.aot_autograd", "torch.fx.experimental.validator", "torch.utils.serialization", "networkx",
-    "sympy", "sympy.combinatorics", "sympy.tensor.tensor",
-    "PIL.BmpImagePlugin", "PIL.GifImagePlugin", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "PIL.PpmImagePlugin",
-    "openpyxl.packaging.extended", "pandas.io.formats.csvs", "pandas.io.formats.excel", "pandas.io.formats.string",
-    "pandas.core.methods.to_dict", "pyarrow.pandas_compat", "pyarrow.vendored.version", "sklearn.datasets.data",
-    "sklearn.datasets.descr",
-)  # fmt: skip
-
-
-def warm_up(log: Log) -> None:
-    """Work every stage that logs a model repeats, with the same result, on the installed packages
-    alone (which the key fixes): MLflow's map from modules to their distributions, read from every
-    package's metadata (2-3 s) when it checks a model's requirements."""
-    try:
-        from mlflow.utils import requirements_utils
-
-        requirements_utils._init_modules_to_packages_map()
-        requirements_utils._init_packages_to_modules_map()
-    except Exception as exc:
-        log(f"warm-up skipped: {exc!r}")
-
-
-# The project modules the server itself runs; every other digitflow or stages module is imported by
-# the children, fresh.
-OWN_MODULES = ("digitflow", "digitflow.core", "digitflow.core.determinism", "digitflow.core.warm")
-JEMALLOC_CONF_ENV, NO_JEMALLOC_THREAD = "JE_ARROW_MALLOC_CONF", "background_thread:false"
 CHECK_KEY_SECONDS = 30.0
-REQUEST_SECONDS = 10.0
-FORWARDED_SIGNALS = frozenset(
-    {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2}
-    | {signal.SIGSTOP, signal.SIGCONT}
-)
-
-
-def own_module(name: str) -> bool:
-    return name in OWN_MODULES or name.startswith("digitflow.core.warm.")
-
-
-def project_module(name: str) -> bool:
-    return name.split(".")[0] in {"digitflow", "stages"}
 
 
 class Log:
-    """The server's log file (``<key>.log`` beside its socket); the server's standard streams are
-    /dev/null, like a daemon's."""
+    """The server's log file (``<key>.log`` beside its socket); its standard streams are /dev/null."""
 
     def __init__(self, path: Path, limit: int = 1 << 20) -> None:
         self.file = open(path, "a", buffering=1)  # noqa: SIM115 (open for the server's life)
@@ -119,28 +53,6 @@ class Log:
             now = time.time()
             stamp = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}.{int(now % 1 * 1000):03d}"
             self.file.write(f"{stamp} [{os.getpid()}] {message}\n")
-
-
-def preload(log: Log) -> tuple[list[str], dict[str, str]]:
-    """Import ``PRELOAD``; the names imported and the environment variables the imports set (PyTorch
-    sets ``KMP_DUPLICATE_LIB_OK``, ``TORCHINDUCTOR_CACHE_DIR``, ...: a cold stage would have them once
-    it imported the same library, so each child sets them again). A library that fails to import is
-    left to the children and logged. The root logger is put back as it was: ``mlflow.pytorch`` calls
-    ``logging.basicConfig`` when imported, which in a cold stage comes after the stage's own and so
-    does nothing."""
-    environ = dict(os.environ)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    loaded = []
-    for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-            loaded.append(name)
-        except Exception as exc:
-            log(f"not preloaded: {name}: {exc!r}")
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    return loaded, {name: value for name, value in os.environ.items() if environ.get(name) != value}
 
 
 def peer_uid(conn: socket.socket) -> int:
@@ -168,11 +80,12 @@ class Server:
         self.log, self.lock_fd = log, lock_fd
         self.idle = idle_seconds(environ)
         self.started = time.time()
-        self.supervisors: dict[int, float] = {}
+        self.sessions: dict[int, Session] = {}
         self.served = 0
         self.stopping = False
         self.preloaded: list[str] = []
         self.import_environ: dict[str, str] = {}
+        self.selector = selectors.DefaultSelector()
         self.listener: socket.socket | None = None
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
@@ -192,6 +105,8 @@ class Server:
         self.socket_inode = os.stat(self.files.socket).st_ino
         info = {"pid": os.getpid(), "key": self.key, "started": self.started, "idle_seconds": self.idle}
         self.files.info.write_text(json.dumps({**info, "identity": self.ident}, indent=1))
+        self.selector.register(listener, selectors.EVENT_READ)
+        self.selector.register(self.wake_r, selectors.EVENT_READ)
         self.log(f"ready in {time.time() - self.started:.1f} s: {len(self.preloaded)} modules preloaded")
 
     def still_current(self) -> str | None:
@@ -207,95 +122,104 @@ class Server:
         return None
 
     def serve(self) -> None:
-        assert self.listener is not None
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._stop)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(self.wake_w)
         quiet_since = time.monotonic()
         next_check = time.monotonic() + CHECK_KEY_SECONDS
-        while not self.stopping:
-            self._reap()
+        while self.listener is not None or self.sessions:
             now = time.monotonic()
-            if self.supervisors:
+            if self.sessions:
                 quiet_since = now
-            elif now - quiet_since >= self.idle:
-                self.log(f"no stage for {self.idle:g} s: stopping")
-                break
-            if now >= next_check:
-                next_check = now + CHECK_KEY_SECONDS
-                reason = self.still_current()
+            if self.listener is not None:
+                reason = "stop requested" if self.stopping else None
+                if reason is None and now - quiet_since >= self.idle:
+                    reason = f"no stage for {self.idle:g} s"
+                if reason is None and now >= next_check:
+                    next_check = now + CHECK_KEY_SECONDS
+                    reason = self.still_current()
                 if reason:
-                    self.log(f"stopping: {reason}")
-                    break
-            timeout = min(next_check - now, self.idle - (now - quiet_since) + 0.05)
-            readable, _, _ = select.select([self.listener, self.wake_r], [], [], max(timeout, 0.05))
-            if self.wake_r in readable:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(self.wake_r, 512)
-            if self.listener in readable:
-                served = self.served
-                conn, _ = self.listener.accept()
-                try:
-                    self.handle(conn)
-                except Exception as exc:  # one bad request never ends the server
-                    self.log(f"request failed: {exc!r}")
-                finally:
-                    conn.close()
-                if self.served != served:  # a stage, not a status request: the quiet period starts again
-                    quiet_since = time.monotonic()
-        self.close()
+                    running = f"; {len(self.sessions)} stage(s) finish first" if self.sessions else ""
+                    self.log(f"stopping: {reason}{running}")
+                    self.close()
+                    continue
+            for session in list(self.sessions.values()):
+                session.check_deadline(now)
+            timeout = min(next_check - now, self.idle - (now - quiet_since) + 0.05, 1.0 if self.sessions else 60.0)
+            for key, _events in self.selector.select(max(timeout, 0.05)):
+                if key.fileobj is self.listener:
+                    served = self.served
+                    self._accept()
+                    if self.served != served:  # a stage, not a status request: the quiet period restarts
+                        quiet_since = time.monotonic()
+                elif key.fileobj == self.wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self.wake_r, 512)
+                elif key.data is not None and key.data.readable(key.fileobj):
+                    self.sessions.pop(key.data.child, None)
+        self.log("stopped")
 
     def _stop(self, signum: int, _frame: object) -> None:
-        self.log(f"signal {signum}: stopping")
         self.stopping = True
 
     def close(self) -> None:
-        """Remove the socket (if still ours) and the info file; running stages finish on their own."""
+        """Stop accepting: remove the socket (if still ours) and the info file, and release the key, so a
+        new server may start at once; the stages running finish first."""
         with contextlib.suppress(OSError):
             if os.stat(self.files.socket).st_ino == self.socket_inode:
                 self.files.socket.unlink()
                 self.files.info.unlink(missing_ok=True)
         if self.listener is not None:
+            self.selector.unregister(self.listener)
             self.listener.close()
-
-    def _reap(self) -> None:
-        for pid in list(self.supervisors):
-            with contextlib.suppress(ChildProcessError):
-                done, _status = os.waitpid(pid, os.WNOHANG)
-                if not done:
-                    continue
-            del self.supervisors[pid]
+            self.listener = None
+        with contextlib.suppress(OSError):
+            os.close(self.lock_fd)
 
     # -- requests ---------------------------------------------------------------------------------
 
-    def handle(self, conn: socket.socket) -> None:
+    def _accept(self) -> None:
+        assert self.listener is not None
+        conn, _ = self.listener.accept()
+        forked = False
+        try:
+            forked = self.handle(conn)
+        except Exception as exc:  # one bad request never ends the server
+            self.log(f"request failed: {exc!r}")
+        finally:
+            if not forked:
+                conn.close()
+
+    def handle(self, conn: socket.socket) -> bool:
+        """Answer one connection; whether a stage's child now holds it."""
         conn.settimeout(REQUEST_SECONDS)
         uid = peer_uid(conn)
         if uid != os.getuid():
             self.log(f"refused a connection from uid {uid}")
-            send(conn, {"refused": f"this server serves uid {os.getuid()} only, not uid {uid}"})
-            return
+            reply(conn, {"refused": f"this server serves uid {os.getuid()} only, not uid {uid}"})
+            return False
         reader = Reader(conn)
         try:
             request = reader.frame(want_fds=3)
-        finally:
-            received = list(reader.fds)
+        except (OSError, WireError):
+            return False
         try:
             op = request.get("op")
             if op == "status":
-                send(conn, self.status())
+                reply(conn, self.status())
             elif op == "stop":
                 self.log("asked to stop")
                 self.stopping = True
-                send(conn, {"stopping": os.getpid()})
+                reply(conn, {"stopping": os.getpid()})
             elif op == "run":
-                self.run(conn, reader, request)
+                return self.run(conn, reader, request)
             else:
-                send(conn, {"refused": f"unknown request {op!r}"})
+                reply(conn, {"refused": f"unknown request {op!r}"})
+            return False
         finally:
-            for fd in received:
+            for fd in reader.fds:
                 os.close(fd)
+            reader.fds.clear()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -303,16 +227,25 @@ class Server:
             "key": self.key,
             "started": self.started,
             "idle_seconds": self.idle,
-            "running": len(self.supervisors),
+            "running": len(self.sessions),
             "served": self.served,
             "variables": self.ident["variables"],
             "python": self.ident["python"],
             "preloaded": self.preloaded,
-            "modules": sorted(sys.modules),
         }
+
+    def own_fds(self) -> set[int]:
+        fds = {0, 1, 2, self.log.file.fileno(), self.wake_r, self.wake_w, self.selector.fileno()}
+        if self.listener is not None:
+            fds |= {self.listener.fileno(), self.lock_fd}
+        for session in self.sessions.values():
+            fds |= session.fds()
+        return fds
 
     def refusal(self, request: dict[str, Any], fds: list[int], conn: socket.socket) -> str | None:
         """Why this server must not fork for ``request`` now, if it must not."""
+        if self.listener is None:
+            return "the server is stopping"
         if request.get("protocol") != PROTOCOL or request.get("key") != self.key:
             return "the request's key is not this server's"
         if len(fds) != 3:
@@ -326,108 +259,28 @@ class Server:
         extra = sorted(name for name in sys.modules if project_module(name) and not own_module(name))
         if extra:
             return f"the server has imported project modules: {', '.join(extra[:5])}"
-        own = {0, 1, 2, self.lock_fd, self.log.file.fileno(), self.wake_r, self.wake_w, conn.fileno(), *fds}
-        others = open_files(own | {self.listener.fileno()})
+        others = open_files(self.own_fds() | {conn.fileno(), *fds})
         if others:
             return f"the server has files open: {', '.join(others[:5])}"
         return None
 
-    def run(self, conn: socket.socket, reader: Reader, request: dict[str, Any]) -> None:
+    def run(self, conn: socket.socket, reader: Reader, request: dict[str, Any]) -> bool:
         reason = self.refusal(request, reader.fds, conn)
         if reason:
             self.log(f"refused {request.get('module')}: {reason}")
-            send(conn, {"refused": reason})
-            return
-        pid = os.fork()
-        if pid == 0:
-            self._supervise(conn, reader, request)
-        self.supervisors[pid] = time.monotonic()
+            reply(conn, {"refused": reason})
+            return False
+        link, child_link = socket.socketpair()
+        server = os.getpid()
+        child = os.fork()
+        if child == 0:  # never returns
+            from digitflow.core.warm.child import become_stage
+
+            become_stage(child_link, reader.fds, {**request, "import_env": self.import_environ}, server)
+        child_link.close()
+        self.sessions[child] = Session(conn, reader, request, child, link, self.selector, self.log)
         self.served += 1
-        self.log(f"{request['module']} in {request['cwd']}: supervisor {pid}")
-
-    def _supervise(self, conn: socket.socket, reader: Reader, request: dict[str, Any]) -> NoReturn:
-        """In the supervisor: fork the stage's child; let it run once it has taken over the command's
-        state and the command has said go; forward signals to it; send back its status."""
-        try:
-            signal.set_wakeup_fd(-1)
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
-                signal.signal(signum, signal.SIG_DFL)
-            assert self.listener is not None
-            self.listener.close()
-            for fd in (self.lock_fd, self.wake_r, self.wake_w):
-                os.close(fd)
-            link, child_link = socket.socketpair()
-            child = os.fork()
-            if child == 0:
-                from digitflow.core.warm.child import become_stage
-
-                link.close()
-                request = {**request, "import_env": self.import_environ}
-                become_stage(child_link, conn, reader.fds, request, self.log)
-            child_link.close()
-            for fd in reader.fds:
-                os.close(fd)
-            reader.fds.clear()
-            started = time.monotonic()
-            where = f"{request['module']} in {request['cwd']}: child {child}"
-            if not handshake(conn, reader, link, child):
-                link.close()  # the child exits without running the stage; the command runs it cold
-                os.waitpid(child, 0)
-                self.log(f"{where} not started: the command runs the stage cold")
-                return
-            status = watch_child(conn, reader, child)
-            ended = f"exit {os.WEXITSTATUS(status)}" if os.WIFEXITED(status) else f"signal {os.WTERMSIG(status)}"
-            self.log(f"{where}, {ended}, {time.monotonic() - started:.2f} s")  # (before the command hears it)
-            with contextlib.suppress(OSError):
-                send(conn, {"exit": status})
-        except BaseException as exc:
-            self.log(f"supervisor failed: {exc!r}")
-        finally:
-            os._exit(0)
-
-
-def handshake(conn: socket.socket, reader: Reader, link: socket.socket, child: int) -> bool:
-    """The child is ready (or says why not); the command hears so and says go; the child hears go. A
-    stage runs in the child only after the command has committed to it, so a command that gave up
-    waiting (and runs the stage cold) never has a second copy running here."""
-    try:
-        link.settimeout(REQUEST_SECONDS)
-        answer = Reader(link).frame()
-        if "ready" not in answer:
-            send(conn, {"refused": answer.get("refused", "the child did not start")})
-            return False
-        send(conn, {"started": child})
-        conn.settimeout(REQUEST_SECONDS)
-        if reader.frame().get("go") is not True:
-            return False
-        conn.settimeout(None)
-        send(link, {"go": True})
         return True
-    except (OSError, WireError):
-        return False
-
-
-def watch_child(conn: socket.socket, reader: Reader, child: int) -> int:
-    """Until ``child`` exits: forward each signal the command asks for; kill the child if the command
-    is gone (its connection closed: SIGKILLed, as a cold stage would have been). Its wait status."""
-    done = os.pidfd_open(child)
-    watching = [conn, done]
-    while True:
-        readable, _, _ = select.select(watching, [], [])
-        if done in readable:
-            _pid, status = os.waitpid(child, 0)
-            return status
-        try:
-            message = reader.frame()
-        except (WireError, OSError):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGKILL)
-            watching = [done]
-            continue
-        signum = message.get("signal")
-        if signum in FORWARDED_SIGNALS:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signum)
 
 
 def take_lock(path: Path) -> int | None:
@@ -442,15 +295,6 @@ def take_lock(path: Path) -> int | None:
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     return fd
-
-
-def thread_free_environment(environ: dict[str, str] | os._Environ[str]) -> None:
-    """Libraries that would start threads when imported, told not to: MLflow's telemetry, and the
-    background purging thread of PyArrow's jemalloc (pandas imports PyArrow). Neither changes a result;
-    jemalloc stops that thread in a forked child anyway. The children get the command's environment."""
-    environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    conf = environ.get(JEMALLOC_CONF_ENV)
-    environ[JEMALLOC_CONF_ENV] = f"{conf},{NO_JEMALLOC_THREAD}" if conf else NO_JEMALLOC_THREAD
 
 
 def main(folder: str, expected_key: str) -> None:
@@ -472,11 +316,6 @@ def main(folder: str, expected_key: str) -> None:
     os.chdir("/")
     server = Server(files, environ, ident, log, lock_fd)
     server.preloaded, server.import_environ = preload(log)
-    warm_up(log)
-    # Everything loaded so far lives as long as the server: keep it out of the children's garbage
-    # collections (a full one would walk 700,000 objects, 0.8 s, and copy every page it touches).
-    gc.collect()
-    gc.freeze()
     server.bind()
     server.serve()
 

@@ -5,7 +5,7 @@ so the stage writes straight into whatever DVC, the queue's log or the terminal 
 Client to server: ``{"op": "run", ...}`` (with the descriptors), ``{"op": "status"}``, ``{"op": "stop"}``.
 A run: server ``{"started": PID}`` (the child has taken over the command's state) or ``{"refused":
 REASON}``; client ``{"go": true}`` (only then does the stage start); client ``{"signal": N}`` for each
-signal the command receives; server ``{"exit": WAIT_STATUS}``. Between supervisor and child, on a
+signal the command receives; server ``{"exit": WAIT_STATUS}``. Between server and child, on a
 socket pair: ``{"ready": true}`` or ``{"refused": REASON}``, then ``{"go": true}``.
 """
 

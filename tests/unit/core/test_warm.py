@@ -14,7 +14,7 @@ import pytest
 
 from digitflow.core.determinism import AVX2_PINS, THREAD_PINS
 from digitflow.core.warm import child, client, identity, wire
-from digitflow.core.warm.server import OWN_MODULES, PRELOAD, own_module, project_module
+from digitflow.core.warm.preload import OWN_MODULES, PRELOAD, own_module, project_module
 from tests.support.imports import ROOT, closure, module_file
 
 
