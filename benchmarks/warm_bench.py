@@ -47,8 +47,14 @@ def floor(env: dict[str, str]) -> float:
     return round(statistics.median(timed_command(ROOT, command, env)["seconds"] for _ in range(3)), 2)
 
 
-def pair(name: str, cold: float, warm: float, f: float) -> dict[str, Any]:
-    log(f"{name}: cold {cold:.1f} s ({cold / f:.1f} F), warm {warm:.1f} s ({warm / f:.1f} F), F {f:.2f} s")
+def pair(name: str, cold: float, warm: float, f: float, trace: Path | None = None) -> dict[str, Any]:
+    """Cold against warm; with the warm run's trace, the seconds its stages took in the server's
+    children (the rest is DVC's own work, the commands' start and the hand-over)."""
+    in_stages = round(sum(stage["seconds"] for stage in traced_imports(trace).values()), 2) if trace else None
+    log(
+        f"{name}: cold {cold:.1f} s ({cold / f:.1f} F), warm {warm:.1f} s ({warm / f:.1f} F), F {f:.2f} s"
+        + (f"; warm stages' own {in_stages:.1f} s" if trace else "")
+    )
     return {
         "floor": f,
         "cold": round(cold, 2),
@@ -56,7 +62,14 @@ def pair(name: str, cold: float, warm: float, f: float) -> dict[str, Any]:
         "cold_floors": round(cold / f, 2),
         "warm_floors": round(warm / f, 2),
         "speedup": round(cold / warm, 2),
+        "warm_in_stages": in_stages,
     }
+
+
+def tracing(env: dict[str, str], trace: Path) -> dict[str, str]:
+    """``env`` whose warm stages append what they did to ``trace`` (``DIGITFLOW_SERVER_TRACE``)."""
+    trace.unlink(missing_ok=True)
+    return {**env, "DIGITFLOW_SERVER_TRACE": str(trace)}
 
 
 def seconds_of(project: Path, command: list[str], env: dict[str, str]) -> float:
@@ -161,8 +174,8 @@ def clean_digits(workdir: Path, cold_env: dict[str, str], warm_env: dict[str, st
     cold_run = dvc_repro(cold, cold_env)
     trace = workdir / "trace.jsonl"
     with peak_memory(folder) as peak:
-        warm_run = dvc_repro(warm, {**warm_env, "DIGITFLOW_SERVER_TRACE": str(trace)})
-    result = pair("dvc repro, clean digits", cold_run["seconds"], warm_run["seconds"], f)
+        warm_run = dvc_repro(warm, tracing(warm_env, trace))
+    result = pair("dvc repro, clean digits", cold_run["seconds"], warm_run["seconds"], f, trace)
     result["stages_run"] = warm_run["stages_run"]
     result["peak_memory"] = peak
     result["warm_stages"] = traced_imports(trace)
@@ -178,15 +191,17 @@ def clean_digits(workdir: Path, cold_env: dict[str, str], warm_env: dict[str, st
 
 def changed_setting(cold: Path, warm: Path, cold_env: dict[str, str], warm_env: dict[str, str]) -> dict[str, Any]:
     """After a repro: `dvc exp run -S train_sklearn.C=0.5`; then C edited in params.yaml and `dvc repro`."""
-    f = floor(cold_env)
+    f, trace = floor(cold_env), warm.parent / "trace-exp-run.jsonl"
     command = ["dvc", "exp", "run", "-S", "train_sklearn.C=0.5"]
-    exp_run = pair("dvc exp run -S train_sklearn.C=0.5",
-                   seconds_of(cold, command, cold_env), seconds_of(warm, command, warm_env), f)  # fmt: skip
-    f = floor(cold_env)
+    cold_seconds = seconds_of(cold, command, cold_env)
+    warm_seconds = seconds_of(warm, command, tracing(warm_env, trace))
+    exp_run = pair("dvc exp run -S train_sklearn.C=0.5", cold_seconds, warm_seconds, f, trace)
+    f, trace = floor(cold_env), warm.parent / "trace-edit.jsonl"
     for project in (cold, warm):
         set_params(project, train_sklearn={"C": 0.7})
-    edited = pair("params.yaml edited, dvc repro",
-                  dvc_repro(cold, cold_env)["seconds"], dvc_repro(warm, warm_env)["seconds"], f)  # fmt: skip
+    cold_seconds = dvc_repro(cold, cold_env)["seconds"]
+    warm_seconds = dvc_repro(warm, tracing(warm_env, trace))["seconds"]
+    edited = pair("params.yaml edited, dvc repro", cold_seconds, warm_seconds, f, trace)
     return {"exp_run": exp_run, "params_edit_repro": edited}
 
 
@@ -204,13 +219,13 @@ def trial_seconds(project: Path, study: str) -> list[float]:
 
 def sweep_trial(cold: Path, warm: Path, cold_env: dict[str, str], warm_env: dict[str, str]) -> dict[str, Any]:
     """One trial of 5 epochs (`digitflow sweep --trials 1`): the trial itself, as the study records it."""
-    f = floor(cold_env)
+    f, trace = floor(cold_env), warm.parent / "trace-trial.jsonl"
     command = ["digitflow", "sweep", "--study", "bench-trial", "--trials", "1", "-S", "train_torch.digits.epochs=5"]
     seconds = {}
-    for name, project, env in (("cold", cold, cold_env), ("warm", warm, warm_env)):
+    for name, project, env in (("cold", cold, cold_env), ("warm", warm, tracing(warm_env, trace))):
         timed_command(project, command, env)
         (seconds[name],) = trial_seconds(project, "bench-trial")
-    return pair("one sweep trial, 5 epochs", seconds["cold"], seconds["warm"], f)
+    return pair("one sweep trial, 5 epochs", seconds["cold"], seconds["warm"], f, trace)
 
 
 def six_trial_sweep(cold: Path, warm: Path, cold_env: dict[str, str], warm_env: dict[str, str]) -> dict[str, Any]:
@@ -226,11 +241,12 @@ def six_trial_sweep(cold: Path, warm: Path, cold_env: dict[str, str], warm_env: 
 
 
 def clean_mnist(workdir: Path, cold_env: dict[str, str], warm_env: dict[str, str]) -> dict[str, Any]:
-    f = floor(cold_env)
+    f, trace = floor(cold_env), workdir / "trace-mnist.jsonl"
     cold = make_project_copy(workdir / "mnist-cold", data={"dataset": "mnist"})
     warm = make_project_copy(workdir / "mnist-warm", data={"dataset": "mnist"})
-    result = pair("dvc repro, clean MNIST",
-                  dvc_repro(cold, cold_env)["seconds"], dvc_repro(warm, warm_env)["seconds"], f)  # fmt: skip
+    cold_seconds = dvc_repro(cold, cold_env)["seconds"]
+    warm_seconds = dvc_repro(warm, tracing(warm_env, trace))["seconds"]
+    result = pair("dvc repro, clean MNIST", cold_seconds, warm_seconds, f, trace)
     shutil.rmtree(cold)
     shutil.rmtree(warm)
     return result

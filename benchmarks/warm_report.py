@@ -63,9 +63,11 @@ def warm_targets(warm: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def _row(title: str, found: dict[str, Any]) -> str:
+    in_stages = found.get("warm_in_stages")
     return (
         f"| {title} | {found['floor']:.2f} | {found['cold']:.2f} ({found['cold_floors']:.1f} F) "
-        f"| {found['warm']:.2f} ({found['warm_floors']:.1f} F) | {found['speedup']:.1f}x |"
+        f"| {found['warm']:.2f} ({found['warm_floors']:.1f} F) | {'' if in_stages is None else f'{in_stages:.2f}'} "
+        f"| {found['speedup']:.1f}x |"
     )
 
 
@@ -74,8 +76,8 @@ def warm_markdown(warm: dict[str, Any] | None) -> list[str]:
         return []
     memory = warm["server_memory"]
     lines = [
-        "| Warm stage server | F s | cold s | warm s | cold / warm |",
-        "|---|---|---|---|---|",
+        "| Warm stage server | F s | cold s | warm s | of which in the warm stages s | cold / warm |",
+        "|---|---|---|---|---|---|",
     ]
     for title, path in ROWS:
         found = _get(warm, path)
@@ -87,7 +89,7 @@ def warm_markdown(warm: dict[str, Any] | None) -> list[str]:
     if digits:
         lines.append(
             f"| `dvc repro`, clean digits, as a first run (starts the server) | {digits['floor']:.2f} | "
-            f"| {digits['warm_first_run']:.2f} ({digits['warm_first_run_floors']:.1f} F) | |"
+            f"| {digits['warm_first_run']:.2f} ({digits['warm_first_run_floors']:.1f} F) | | |"
         )
     lines += [
         "",

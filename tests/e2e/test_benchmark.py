@@ -104,8 +104,9 @@ def test_import_floor_and_params_error(quick_results: dict) -> None:
 
 def test_targets_are_reported(quick_results: dict) -> None:
     targets = quick_results["targets"]
-    assert len(targets) == 13
+    assert len(targets) == 19
     by_name = {row["name"]: row for row in targets}
+    assert by_name["warm: dvc repro digits from clean / F"]["met"] is None  # no dvc repro in quick mode
     assert by_name["dvc repro MNIST from clean (s)"]["met"] is None  # no dvc repro in quick mode
     assert by_name["train_torch training, busy / quiet"]["met"] is None  # nor the busy machine
     assert by_name["params error reported (s)"]["met"] is not None
@@ -115,3 +116,18 @@ def test_targets_are_reported(quick_results: dict) -> None:
             assert row["measured"] is not None
     assert quick_results["quick"] is True
     assert quick_results["machine"]["cpus"] >= 1
+
+
+def test_warm_server_measured_against_cold(quick_results: dict) -> None:
+    """The quick mode's warm section: the server's start and memory, and the two training stages alone,
+    cold then warm, with the import floor of the same minute."""
+    warm = quick_results["warm"]
+    assert 0 < warm["server_start_seconds"] < 300
+    assert 100 < warm["server_memory"]["rss_mb"] < 16_000
+    assert 0 < warm["server_memory"]["pss_mb"] <= warm["server_memory"]["rss_mb"]
+    assert list(warm["stages"]) == ["train_sklearn", "train_torch"]
+    for name, row in warm["stages"].items():
+        assert row["floor"] > 0, name
+        # A warm stage does not import the libraries: faster than the same stage cold, by far.
+        assert row["warm"] < row["cold"] / 2, (name, row)
+        assert row["cold_floors"] == pytest.approx(row["cold"] / row["floor"], rel=1e-2)

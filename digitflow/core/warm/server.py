@@ -111,14 +111,15 @@ class Server:
 
     def still_current(self) -> str | None:
         """Why this server should stop now, if it should: its socket was removed or replaced, or its
-        key changed (a package installed or removed, the server's code edited)."""
+        key changed (a package installed, upgraded or removed)."""
         try:
             if os.stat(self.files.socket).st_ino != self.socket_inode:
                 return "its socket was replaced"
         except FileNotFoundError:
             return "its socket was removed"
-        if key_of(identity(self.environ)) != self.key:
-            return "its key changed (installed packages or the server's code)"
+        # Its own code is what it loaded (the folder it came from may be gone): the rest is read again.
+        if key_of({**identity(self.environ), "server": self.ident["server"]}) != self.key:
+            return "its key changed (the interpreter or the installed packages)"
         return None
 
     def serve(self) -> None:
