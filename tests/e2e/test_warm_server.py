@@ -342,16 +342,20 @@ def validate(project: Path, folder: Path, **env: str) -> subprocess.CompletedPro
 
 
 def test_a_servers_life(project_copy: Path) -> None:
-    """In a folder of its own: an edit of a project module is picked up by the next warm stage, and the
-    modules the server itself loaded come from the stage's folder too; another OMP_NUM_THREADS starts
+    """In a folder of its own: a server started from a clone that is then deleted serves on; an edit of a
+    project module is picked up by the next warm stage, and the modules the server itself loaded come
+    from the stage's folder too; another OMP_NUM_THREADS starts
     another server, which stops after its quiet period; a SIGKILLed server makes the next stage run cold
     and start a new one; `digitflow server stop` leaves no process."""
     folder = Path(os.environ["DIGITFLOW_SERVER_DIR"]).parent / f"{WARM_SERVER_DIR.name}-life"
     folder.mkdir(mode=0o700)
     try:
-        result = run(project_copy, "digitflow", "server", "start", DIGITFLOW_SERVER_DIR=str(folder))
+        # Started by a stage in another clone, which is then deleted: the server serves on.
+        starter = shutil.copytree(project_copy, project_copy.parent / "deleted-clone", symlinks=True)
+        assert "[digitflow] starting a warm stage server" in validate(starter, folder).stderr
+        wait_until(lambda: MINE in status(folder), 180, "the server starts", folder)
+        shutil.rmtree(starter)
         (first,) = server_pids(folder)
-        assert f"(pid {first})" in result.stdout
         assert "[validate] params.yaml is valid" in validate(project_copy, folder).stderr
 
         module = project_copy / "digitflow/core/params.py"
@@ -366,6 +370,7 @@ def test_a_servers_life(project_copy: Path) -> None:
             Path(file).relative_to(project_copy).as_posix() for file in loaded.split()
         }  # from the stage's folder (a path elsewhere would fail relative_to), not the server's
         assert served(folder, project_copy) == [("stages.validate", "exit 0")] * 2 + [("stages.where", "exit 0")]
+        assert served(folder, starter) == []  # it ran cold: the server was not ready yet
         assert server_pids(folder) == [first]
 
         other = validate(project_copy, folder, OMP_NUM_THREADS="3", DIGITFLOW_SERVER_IDLE="8")

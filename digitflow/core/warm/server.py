@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+# Imported now, not in the child: the folder the server came from may be gone by then (a deleted clone).
+from digitflow.core.warm.child import become_stage
 from digitflow.core.warm.identity import PROTOCOL, ServerFiles, identity, idle_seconds, key_of
 from digitflow.core.warm.preload import own_module, preload, project_module, thread_free_environment
 from digitflow.core.warm.session import REQUEST_SECONDS, Session, reply
@@ -274,10 +276,11 @@ class Server:
         link, child_link = socket.socketpair()
         server = os.getpid()
         child = os.fork()
-        if child == 0:  # never returns
-            from digitflow.core.warm.child import become_stage
-
-            become_stage(child_link, reader.fds, {**request, "import_env": self.import_environ}, server)
+        if child == 0:
+            try:  # the child becomes the stage and exits; it never returns into the server's loop
+                become_stage(child_link, reader.fds, {**request, "import_env": self.import_environ}, server)
+            finally:
+                os._exit(1)
         child_link.close()
         self.sessions[child] = Session(conn, reader, request, child, link, self.selector, self.log)
         self.served += 1
