@@ -50,7 +50,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.pipeline_bench import bench_pipeline, log  # noqa: E402
-from benchmarks.targets import check_targets, first_reaching, markdown  # noqa: E402
+from benchmarks.targets import check_targets, first_reaching, markdown, notebook_comparison  # noqa: E402
 from benchmarks.warm_bench import bench_warm  # noqa: E402
 from digitflow.core.determinism import pin_cpu_kernels  # noqa: E402
 from digitflow.core.params import Params, parse_params  # noqa: E402
@@ -302,6 +302,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["sklearn"] = bench_sklearn(mnist, params, train_rows[:3000] if args.quick else train_rows)
     results["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     results["benchmark_seconds"] = round(time.perf_counter() - begun, 1)
+    results["train_torch"].update(notebook_comparison(results))
     results["targets"] = check_targets(results)
     table = markdown(results)
     results["markdown"] = table

@@ -3,10 +3,10 @@
     python benchmarks/stage_probe.py stages.train_torch OUT.json
 
 Every call into MLflow made by the stage, and the project helpers that exist only to feed MLflow
-(creating the store and experiment, run tags, the confusion-matrix figure, per-epoch metrics,
-signature inference), is wrapped with a timer before the stage module is imported; nested calls are
-counted once. The marginal cost of importing MLflow (after the stage's own heavy libraries: torch,
-scikit-learn, pandas, matplotlib) is counted too. The result goes to ``OUT.json``:
+(creating the store and experiment, run tags, the confusion-matrix figure, per-epoch metrics), is
+wrapped with a timer before the stage module is imported; nested calls are counted once. The marginal
+cost of importing MLflow (after the stage's own heavy libraries: torch, scikit-learn, pandas,
+matplotlib) is counted too. The result goes to ``OUT.json``:
 ``{"peak_rss_mb", "mlflow_seconds", "mlflow_import_seconds", "mlflow_calls", "stage_seconds"}``, where
 stage_seconds is measured from the probe's first line, so interpreter start-up is the parent's to add.
 """
@@ -61,7 +61,6 @@ WRAPPED = [
     ("mlflow", "set_tag"),
     ("mlflow", "set_tracking_uri"),
     ("mlflow.tracking.fluent", "end_run"),
-    ("mlflow.models", "infer_signature"),
     ("mlflow.pytorch", "log_model"),
     ("mlflow.sklearn", "log_model"),
     ("digitflow.tracking.runs", "prepare_experiment"),

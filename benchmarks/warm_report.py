@@ -39,7 +39,7 @@ def warm_targets(warm: dict[str, Any] | None) -> list[dict[str, Any]]:
         found = _get(warm, path)
         limit = WARM_TARGETS[path[-1]]
         measured = found["warm_floors"] if found else None
-        goal = f"<= {limit:g} F" + (f" ({found['floor']:.2f} s)" if found else "")
+        goal = f"<= {limit:g}x" + (f" ({found['floor']:.2f} s)" if found else "")  # multiples of F
         return {"name": name, "target": goal, "measured": measured, "met": None if found is None else measured <= limit}
 
     rows = [

@@ -15,7 +15,7 @@ from digitflow.core.inputs import reading
 from digitflow.core.io import atomic_dir, save_array, write_json
 from digitflow.core.params import load_params
 from digitflow.core.shell import run_stage
-from digitflow.data.datasets import PIXEL_MAX, DatasetMeta, preprocess_images
+from digitflow.data.datasets import IMAGE_RECIPES, PIXEL_MAX, DatasetMeta, preprocess_images
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ def main() -> None:
         n_images=len(images),
         pixel_max=PIXEL_MAX[dataset],
         predefined_test_start=test_start,
+        image_recipe=IMAGE_RECIPES[dataset],
     )
     with atomic_dir(paths.PROCESSED_DIR) as out:
         save_array(out / paths.FEATURES_FILE.name, features)

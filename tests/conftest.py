@@ -4,20 +4,18 @@ mirror of MNIST on 127.0.0.1 serving ``../shared/data/mnist`` (the four original
 from __future__ import annotations
 
 import contextlib
-import json
+import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support import extras
 from tests.support import project as testing
 from tests.support.project import serve_folder
 from tests.support.warm import server_processes
@@ -48,6 +46,15 @@ def stop_warm_servers() -> Iterator[None]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     shutil.rmtree(WARM_SERVER_DIR, ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked with an extra (``sweep``, ``team``, ``test_tools``) is skipped, with the reason, where
+    that extra is not installed (a failure in CI): see tests/support/extras.py."""
+    for marker in extras.EXTRAS:
+        if item.get_closest_marker(marker):
+            extras.require(marker)
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -81,6 +88,36 @@ def run(cwd: Path, *command: str, check: bool = True, **env: str) -> subprocess.
 
 
 @pytest.fixture(scope="session")
+def reproduced_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project after the README's `dvc repro` on the embedded digits, under umask 022 and one thread:
+    built once per test session (once per xdist worker) and never changed; tests get a copy of it with
+    ``copy_project``. Its output is in ``repro-output.txt`` beside it. The warm stage server for its
+    environment is started first (the docs' `digitflow server start`), so every stage of it runs warm."""
+    from tests.support.readme import readme_command
+
+    project = make_project_copy(tmp_path_factory.mktemp("reproduced") / "project")
+    run(project, "bash", "-c", readme_command("digitflow server start"), OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        ["bash", "-c", readme_command("dvc repro")],
+        cwd=project,
+        env=pipeline_env(OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: os.umask(0o022),
+    )
+    assert result.returncode == 0, f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    (project.parent / "repro-output.txt").write_text(result.stdout + result.stderr)
+    return project
+
+
+def copy_project(source: Path, destination: Path) -> Path:
+    """A copy of a reproduced project with everything in it (git, DVC cache, outputs, MLflow store), file
+    modes kept. MLflow recorded its artifact folder as an absolute path, so the copy's new runs write
+    their artifacts beside the source's, which lives as long as the test session."""
+    return Path(shutil.copytree(source, destination, symlinks=True))
+
+
+@pytest.fixture(scope="session")
 def shared_mnist() -> Path:
     """The folder with the four original MNIST files; required in CI, skipped elsewhere if absent."""
     if not all((SHARED_MNIST / name).is_file() for name in ("train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")):
@@ -97,26 +134,6 @@ def mnist_mirror(shared_mnist: Path) -> Iterator[str]:
         yield url
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_json(url: str, process: subprocess.Popen, timeout: float = 120) -> dict:
-    """GET ``url`` until the server started as ``process`` answers with JSON (or dies, or time runs out)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return json.loads(response.read())
-        except OSError:
-            assert process.poll() is None, f"the server exited with {process.returncode}"
-            assert time.monotonic() < deadline, f"{url} did not answer in {timeout} s"
-            time.sleep(1)
-
-
 E2E_DIR = Path(__file__).resolve().parent / "e2e"
 
 
@@ -126,3 +143,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if E2E_DIR in item.path.parents:
             item.add_marker(pytest.mark.e2e)
+
+
+if importlib.util.find_spec("xdist") is not None:  # the hook exists only with pytest-xdist (the test extra)
+
+    def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+        """With `-n N`, a test file's tests stay on one worker: a module's reproduced project (its
+        module-scoped fixture) is built once, not once per worker."""
+        from xdist.scheduler import LoadFileScheduling
+
+        return LoadFileScheduling(config, log)

@@ -1,6 +1,7 @@
 """``digitflow <command>``: every command a user runs besides ``dvc`` itself, with ``--help`` each.
 
     digitflow promote | serve | predict        use the trained models (registry, REST, image files)
+    digitflow ui                               MLflow's UI on the comparison of the models
     digitflow pr-report                        the pull-request comment and regression gate
     digitflow offline-plots                    a `dvc plots show` template that works offline
     digitflow sweep                            an Optuna study whose trials are DVC experiments

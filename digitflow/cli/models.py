@@ -56,7 +56,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from digitflow.models.predict import local_predictor, read_images
+    from digitflow.models.predict import convert_files, local_predictor, pixel_rows
 
     missing = [str(f) for f in args.images if not Path(f).is_file()]
     if missing:
@@ -69,10 +69,16 @@ def _predict(args: argparse.Namespace) -> None:
         predictor, card = champion_predictor(champion_uri(args.model))
     else:
         predictor, card = local_predictor(args.model)
-    proba = predictor(read_images(args.images, card))
+    conversions = convert_files(args.images, card)
+    proba = predictor(pixel_rows(conversions))
     for file, row in zip(args.images, proba, strict=True):
         digit = int(row.argmax())
         print(f"{file}: {digit} (probability {row[digit]:.3f})")
+    if args.show:
+        from digitflow.models.views import write_views
+
+        written = write_views(args.show, args.images, conversions, proba, card)
+        print(f"what the model saw: {len(written)} PNG files in {args.show}", file=sys.stderr)
 
 
 def register(commands: Any) -> None:
@@ -97,5 +103,9 @@ def register(commands: Any) -> None:
     predict.add_argument(
         "--source", choices=["models", "champion"], default="models",
         help="models: the pipeline's models/ folder; champion: the registry's @champion",
+    )  # fmt: skip
+    predict.add_argument(
+        "--show", type=Path, metavar="DIR",
+        help="write DIR/<image>_seen.png per image: the picture beside what the model saw",
     )  # fmt: skip
     predict.set_defaults(handler=_predict)

@@ -1,5 +1,6 @@
-"""Reviewing a change: ``digitflow pr-report`` (the pull-request comment and gate) and
-``digitflow offline-plots`` (a ``dvc plots show`` template that needs no network)."""
+"""Comparing and reviewing: ``digitflow ui`` (MLflow's UI on the models' comparison), ``digitflow pr-report``
+(the pull-request comment and gate) and ``digitflow offline-plots`` (a ``dvc plots show`` template that
+needs no network)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,19 @@ def _offline_plots(args: argparse.Namespace) -> None:
     print(write_offline_template(args.output))
 
 
+def _ui(args: argparse.Namespace) -> None:
+    from digitflow.tracking.ui import open_ui
+
+    open_ui(args.study, args.port, args.browser)
+
+
 def register(commands: Any) -> None:
+    ui = commands.add_parser("ui", help="open mlflow ui on the comparison of the models (runs and charts)")
+    ui.add_argument("--port", type=int, help="port of the local mlflow ui (default: 5000, or a free one)")
+    ui.add_argument("--no-browser", dest="browser", action="store_false", help="print the addresses only")
+    ui.add_argument("--study", help="a sweep's trials (digitflow sweep --study NAME) instead")
+    ui.set_defaults(handler=_ui)
+
     pr = commands.add_parser(
         "pr-report",
         help="compare the workspace with a base revision: one Markdown comment, and the regression gate",

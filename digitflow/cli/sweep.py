@@ -25,7 +25,7 @@ def _sweep(args: argparse.Namespace) -> None:
         raise DigitflowError("Optuna is not installed; install the sweep extra: pip install -e '.[sweep]'") from None
     import yaml
 
-    from digitflow.sweep.results import apply_best, summary, write_history_plot
+    from digitflow.sweep.results import apply_best, mlflow_comparison, summary, write_history_plot
     from digitflow.sweep.space import load_config, parse_assignment, validate
     from digitflow.sweep.study import Settings, default_storage, open_study, quiet_optuna, redacted
     from digitflow.sweep.worker import work
@@ -52,7 +52,8 @@ def _sweep(args: argparse.Namespace) -> None:
         work(study, config, metric, settings, root)
         if args.plot:
             write_history_plot(study, args.plot)
-    print(summary(study, config, metric, f" --storage {redacted(args.storage)}" if args.storage else ""))
+    storage_option = f" --storage {redacted(args.storage)}" if args.storage else ""
+    print(summary(study, config, metric, storage_option, mlflow_comparison(config, metric)))
 
 
 def register(commands: Any) -> None:

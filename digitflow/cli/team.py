@@ -60,13 +60,16 @@ def _env(args: argparse.Namespace) -> None:
 
 
 def _dvc_remote(args: argparse.Namespace) -> None:
-    from digitflow.team.config import DVC_REMOTE, load_config
+    from digitflow.team.config import DVC_REMOTE, DVC_URL, StackError, load_config
     from digitflow.team.servers import executable
-    from digitflow.team.stack import dvc_remote_commands
+    from digitflow.team.stack import dvc_remote_commands, require_dvc_plugin
 
+    require_dvc_plugin(DVC_URL)
     for command in dvc_remote_commands(load_config(_state(args))):
-        subprocess.run([executable("dvc", "test"), *command[1:]], check=True)
-    print(f"DVC remote {DVC_REMOTE!r} now points at the stack (in .dvc/config.local)")
+        if subprocess.run([executable("dvc"), *command[1:]], check=False).returncode != 0:
+            # Not the whole command: it may hold the secret key.
+            raise StackError(f"`{' '.join(command[:5])} ...` failed (DVC's message is above)")
+    print(f"DVC remote {DVC_REMOTE!r} ({DVC_URL}) is this clone's default, at the stack (in .dvc/config.local)")
 
 
 def _add_user(args: argparse.Namespace) -> None:
@@ -107,9 +110,10 @@ def register(commands: Any) -> None:
     actions.add_parser("env", help="shell exports that send the pipeline's runs to the server").set_defaults(
         handler=_env
     )
-    actions.add_parser("dvc-remote", help="configure this clone's `team` DVC remote in .dvc/config.local").set_defaults(
-        handler=_dvc_remote
+    remote = actions.add_parser(
+        "dvc-remote", help="add the stack as this clone's default DVC remote `team` (.dvc/config.local)"
     )
+    remote.set_defaults(handler=_dvc_remote)
     user = actions.add_parser("add-user", help="create an MLflow account and grant it a permission")
     user.add_argument("username")
     user.add_argument(

@@ -4,15 +4,16 @@ PyTorch (ATen), MKL and OpenBLAS each pick vectorised kernels for the CPU they f
 machine, AVX2 on another. Those kernels add numbers in different orders, so the same training on two
 machines differed in the last bits and, after 50 epochs, in the sixth decimal of a committed loss
 (``metrics/train_torch_history.csv``, epoch 44: AVX2 gave 0.124742, AVX-512 0.124741). Pinning every
-library to its AVX2 path, which every x86-64 CPU made since 2015 has, makes nearly all results the
-same on all of them; what remains is last-bit noise, so numbers made on another machine are compared
-within 1e-6 (a difference can still cross a rounding boundary of the 6-decimal committed files).
-OpenBLAS's AVX2 kernels also give other bits on 2 threads than on 1 (scikit-learn's coefficients), so
-OpenBLAS runs on one thread. MKL's matrix products, in its default reproducible
-mode, still sum in thread-sized blocks: on MNIST, one and two PyTorch threads differed in the eighth
-digit of the loss. MKL's *strict* mode (``MKL_CBWR=AVX2,STRICT``) sums in the same order whatever the
-thread count (1, 2 and 4 threads gave the same bytes on digits and MNIST), for about a quarter more
-CPU time in MNIST's training, so the thread count (``train_torch.threads``) is a speed setting only.
+library to its AVX2 path, which every x86-64 CPU made since 2015 has, makes the results the same on all
+of them but for rare last bits: the same machine gives the same bytes, and another one the same numbers
+within 1e-6 (seen: epoch 25's val_loss 0.121782 with AVX-512, 0.121783 with AVX2 alone, where a last bit
+crossed a rounding boundary; tests/support/numbers.py compares files within it). OpenBLAS's AVX2 kernels
+also give other bits on 2 threads than on 1 (scikit-learn's coefficients), so OpenBLAS runs on one
+thread. MKL's matrix products, in its default reproducible mode, still sum in thread-sized blocks: on
+MNIST, one and two PyTorch threads differed in the eighth digit of the loss. MKL's *strict* mode
+(``MKL_CBWR=AVX2,STRICT``) sums in the same order whatever the thread count (1, 2 and 4 threads gave the
+same bytes on digits and MNIST), for about a quarter more CPU time in MNIST's training, so the thread
+count (``train_torch.threads``) is a speed setting only.
 
 The variables must be set before NumPy or PyTorch loads its libraries, so ``stages/__init__.py`` calls
 ``pin_cpu_kernels`` before any stage module is imported. A value the user has set is kept.

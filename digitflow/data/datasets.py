@@ -27,6 +27,9 @@ CLASS_NAMES = tuple(str(digit) for digit in range(N_CLASSES))
 # The value of full ink in each dataset's own pixels: digits counts 4x4 blocks of a 32x32 bitmap
 # (0..16), MNIST is 8-bit greyscale (0..255). Both have ink as the high values on a zero background.
 PIXEL_MAX = {"digits": 16, "mnist": 255}
+# How each dataset's images were made from scans: the recipe ``digitflow predict`` follows to turn a photo
+# into such an image (see digitflow/models/image_recipes.py). It travels in meta.json into the model card.
+IMAGE_RECIPES = {"digits": "uci-digits", "mnist": "mnist"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class DatasetMeta:
     pixel_max: int
     # Index of the first image of a published test set (MNIST's 10,000 images), or None.
     predefined_test_start: int | None
+    image_recipe: str
 
     @classmethod
     def from_json(cls, data: dict) -> DatasetMeta:

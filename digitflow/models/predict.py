@@ -1,14 +1,17 @@
-"""Predictions from image files: convert them the way the datasets' images were made, then ask a model.
+"""Predictions from image files: convert them by their dataset's recipe, then ask a model.
 
-Both datasets hold digits as light ink on a dark (zero) background, in their own pixel range (0..16 for
-digits, 0..255 for MNIST). A photo or scan is usually the opposite: dark ink on white paper, in colour,
-of any size. ``image_to_pixels`` makes the one into the other: greyscale, resized by area averaging
-(how the 8x8 digits were made from 32x32 bitmaps), inverted when the background is light, and scaled
-to the dataset's range. The model does the rest: its scaling is part of it.
+Both datasets hold digits as light ink on a zero background, size-normalised and centred, in their own
+pixel range (0..16 for digits, 0..255 for MNIST). A photo or scan is usually dark ink on paper that is
+not white, in colour, of any size, with the digit anywhere. ``convert_files`` brings each picture to what
+the model saw in training, following the recipe in the model card (``models/image_recipes.py``
+describes both, with their sources); the model does the rest, its scaling is part of it. A picture that
+still does not look like a digit on plain paper is predicted all the same, with a warning naming it, and
+``views.write_views`` draws what the model saw beside each picture, to see why a prediction went wrong.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,38 +23,45 @@ from digitflow.core.errors import DigitflowError
 from digitflow.core.inputs import read, reading
 from digitflow.core.io import read_json
 from digitflow.models.card import ModelCard
+from digitflow.models.image_recipes import Conversion, convert
 
 Predictor = Callable[[np.ndarray], np.ndarray]
+log = logging.getLogger(__name__)
 
 
-def image_to_pixels(image: Any, card: ModelCard) -> np.ndarray:
-    """A PIL image of any size and mode -> one float32 row of the dataset's pixels, ink high."""
-    from PIL import Image
-
-    grey = image.convert("L")
-    height, width = card.image_shape
-    small = np.asarray(grey.resize((width, height), Image.Resampling.BOX), dtype=np.float64)
-    # The border tells paper from ink: a light border is paper, so ink is dark and gets inverted.
-    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
-    if border.mean() > 127.5:
-        small = 255.0 - small
-    return (small * card.pixel_max / 255.0).reshape(1, -1).astype(np.float32)
+def convert_image(image: Any, card: ModelCard) -> Conversion:
+    """A PIL image of any size and mode -> the model's input image, by the card's recipe."""
+    return convert(image, card.image_recipe, card.image_shape, card.pixel_max)
 
 
-def read_images(files: Sequence[Path], card: ModelCard) -> np.ndarray:
-    """Rows of pixels for image files; one message naming every file that cannot be read."""
+def convert_files(files: Sequence[Path], card: ModelCard) -> list[Conversion]:
+    """Each image file converted for the model; one message naming every file that cannot be read, and a
+    warning per file that does not look like a digit on plain paper."""
     from PIL import Image, UnidentifiedImageError
 
-    rows, problems = [], []
+    conversions, problems = [], []
     for file in files:
         try:
             with Image.open(file) as image:
-                rows.append(image_to_pixels(image, card))
+                conversions.append(convert_image(image, card))
         except (OSError, UnidentifiedImageError) as exc:
             problems.append(f"  {file}: {exc}")
     if problems:
         raise DigitflowError("cannot read these images (PNG or JPEG expected):\n" + "\n".join(problems))
-    return np.concatenate(rows)
+    for file, conversion in zip(files, conversions, strict=True):
+        if conversion.problems:
+            log.warning(
+                "warning: %s does not look like a digit on plain paper: %s. Its prediction is unreliable "
+                "(--show DIR draws what the model saw).",
+                file,
+                "; ".join(conversion.problems),
+            )
+    return conversions
+
+
+def pixel_rows(conversions: Sequence[Conversion]) -> np.ndarray:
+    """The models' input: one float32 row of raw pixels per converted image."""
+    return np.stack([conversion.pixels.ravel() for conversion in conversions]).astype(np.float32)
 
 
 def local_predictor(model: str) -> tuple[Predictor, ModelCard]:

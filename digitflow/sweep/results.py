@@ -18,8 +18,25 @@ from digitflow.sweep.worker import assignment, trial_name
 log = logging.getLogger(__name__)
 
 
-def summary(study: Any, config: SweepConfig, metric: Metric, storage_option: str = "") -> str:
-    """The best trial, its params, its (reported, not optimised) test metric and how to apply it."""
+def mlflow_comparison(config: SweepConfig, metric: Metric) -> str:
+    """Where to compare the study's trials in MLflow: ``digitflow ui --study NAME`` for the local store, the
+    address of the study's view on a server (``tracking.ui.study_runs_link`` saves the view: the optimised
+    model's runs, ranked by the objective, with that model's searched params)."""
+    from digitflow.core.errors import DigitflowError
+    from digitflow.tracking.ui import study_runs_link
+
+    # The optimised model's params.yaml keys -> its run's params: train_torch.digits.batch_size -> batch_size
+    prefix = f"train_{metric.model}."
+    params = tuple(dict.fromkeys(key.rsplit(".", 1)[-1] for key in config.space if key.startswith(prefix)))
+    try:
+        return study_runs_link(config.study, metric.model, metric.val_key, metric.direction == "minimize", params)
+    except DigitflowError as exc:
+        return f"(not available: {exc})"
+
+
+def summary(study: Any, config: SweepConfig, metric: Metric, storage_option: str = "", compare: str = "") -> str:
+    """The best trial, its params, its (reported, not optimised) test metric, where to compare the trials
+    (``compare``, from ``mlflow_comparison``) and how to apply it."""
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(state_counts(study).items()))
     lines = [f"study {study.study_name}: {counts}; optimising {metric} ({metric.direction})"]
     try:
@@ -33,6 +50,7 @@ def summary(study: Any, config: SweepConfig, metric: Metric, storage_option: str
         f"  {metric}: {best.value:.6f}",
         f"  {metric.model}.{metric.test_key}: {best.user_attrs.get(metric.test_key)} (reported, not used to choose)",
         *(f"  {key}: {value}" for key, value in best.params.items()),
+        *([f"compare the trials' MLflow runs: {compare}"] if compare else []),
         "apply it:",
         f"  dvc exp apply {name}          # on the machine that ran it, or after `dvc exp pull <remote> {name}`",
         f"  digitflow sweep --study {study.study_name}{storage_option} --apply   # writes them to params.yaml",

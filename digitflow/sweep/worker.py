@@ -66,6 +66,25 @@ def _surplus(trial: Any, total: int) -> bool:
     return sum(t.number < trial.number for t in earlier) >= total
 
 
+def training_run_id(experiment: str, model: str) -> str | None:
+    """The MLflow run that trained ``model`` in DVC experiment ``experiment`` (the training record, which
+    holds it, is DVC-cached and not in the experiment's commit), or None where the store has none."""
+    import mlflow
+
+    from digitflow.core.params import load_params
+    from digitflow.tracking.store import tracking_uri
+
+    client = mlflow.MlflowClient(tracking_uri())
+    found = client.get_experiment_by_name(load_params().tracking.experiment)
+    runs = found and client.search_runs(
+        [found.experiment_id],
+        filter_string=f"tags.`dvc.exp_name` = '{experiment}' and tags.`digitflow.model` = '{model}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
 def run_trial(trial: Any, config: SweepConfig, metric: Metric, root: Path) -> float:
     """Run one trial as ``dvc exp run --temp`` and return its validation metric."""
     import optuna
@@ -86,7 +105,7 @@ def run_trial(trial: Any, config: SweepConfig, metric: Metric, root: Path) -> fl
     train = read_experiment(root, baseline, name, paths.train_metrics_file(metric.model))
     tested = read_experiment(root, baseline, name, paths.EVALUATE_METRICS_FILE)[metric.model]
     trial.set_user_attr(metric.test_key, tested.get(metric.test_key))
-    trial.set_user_attr("mlflow_run_id", train.get("mlflow_run_id"))
+    trial.set_user_attr("mlflow_run_id", training_run_id(name, metric.model))
     return float(train[metric.val_key])
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from digitflow.core.errors import DigitflowError
+from digitflow.core.ports import HOST, free_port, port_is_free
 
-HOST = "127.0.0.1"
 CONFIG_NAME = "stack.json"
 # Preferred ports; any that is taken when the stack is first set up is replaced by a free one, and the
 # choice is kept in stack.json so a restart uses the same addresses.
@@ -35,9 +34,11 @@ DEFAULT_PORTS = {
     "admin_grpc": 33646,
 }
 ARTIFACTS_BUCKET = "digitflow-mlflow"
-# Must match the url of the `team` remote in .dvc/config.
+# The stack's bucket for the DVC remote; `digitflow stack dvc-remote` makes it this clone's default
+# remote `team`, in .dvc/config.local (the committed .dvc/config names no remote).
 DVC_BUCKET = "digitflow-dvc"
 DVC_REMOTE = "team"
+DVC_URL = f"s3://{DVC_BUCKET}"
 
 
 class StackError(DigitflowError):
@@ -82,22 +83,6 @@ class StackConfig:
     @property
     def s3_url(self) -> str:
         return f"http://{HOST}:{self.ports['s3']}"
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def choose_ports() -> dict[str, int]:

@@ -9,10 +9,12 @@ PostgreSQL and S3 (docs/team.md).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import shutil
 from pathlib import Path
+from urllib.parse import urlparse
 
 from digitflow.core.names import REGISTERED_MODELS
 from digitflow.team.config import (
@@ -20,6 +22,7 @@ from digitflow.team.config import (
     CONFIG_NAME,
     DVC_BUCKET,
     DVC_REMOTE,
+    DVC_URL,
     HOST,
     StackConfig,
     StackError,
@@ -80,14 +83,40 @@ def env_lines(config: StackConfig) -> list[str]:
     return [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
 
 
+def dvc_plugin(url: str) -> tuple[str, str] | None:
+    """The DVC plugin that reaches ``url`` as (module, pip package), e.g. ``("dvc_s3", "dvc-s3")`` for
+    ``s3://...``; ``None`` where DVC needs none (a local path) or does not know the scheme (it says so
+    itself). Read from DVC's own table of filesystems, so it names what DVC's error would name."""
+    from dvc_objects.fs import known_implementations
+
+    implementation = known_implementations.get(urlparse(url).scheme or "local")
+    module = implementation["class"].split(".", 1)[0] if implementation else "dvc_objects"
+    return None if module == "dvc_objects" else (module, module.replace("_", "-"))
+
+
+def require_dvc_plugin(url: str, extra: str = "team") -> None:
+    """Refuse, naming what to install, a remote whose plugin is missing: otherwise DVC's error would only
+    surface later, in every `dvc exp run`, `dvc plots show` or `dvc data status` of this clone."""
+    plugin = dvc_plugin(url)
+    if plugin and importlib.util.find_spec(plugin[0]) is None:
+        raise StackError(
+            f"the DVC remote {url} needs DVC's {plugin[1]} plugin, which is not installed here; "
+            f'install the {extra} extra first: pip install -e ".[{extra}]"'
+        )
+
+
 def dvc_remote_commands(config: StackConfig) -> list[list[str]]:
-    """`dvc remote modify --local` commands: endpoint and keys go to .dvc/config.local, which git ignores."""
+    """Make the stack's bucket this clone's default remote: `dvc remote add --local -d --force` (so that
+    running it again replaces the remote instead of failing), then `dvc remote modify --local` for the
+    endpoint, the keys, and hash checks on download. All of it goes to .dvc/config.local, which git ignores."""
     settings = {
         "endpointurl": config.s3_url,
         "access_key_id": config.s3_access_key,
         "secret_access_key": config.s3_secret_key,
+        "verify": "true",
     }
-    return [["dvc", "remote", "modify", "--local", DVC_REMOTE, key, value] for key, value in settings.items()]
+    add = ["dvc", "remote", "add", "--local", "-d", "--force", DVC_REMOTE, DVC_URL]
+    return [add] + [["dvc", "remote", "modify", "--local", DVC_REMOTE, key, value] for key, value in settings.items()]
 
 
 def summary(config: StackConfig, state: Path) -> str:
@@ -98,7 +127,7 @@ def summary(config: StackConfig, state: Path) -> str:
         f"PostgreSQL {HOST}:{config.pg_port}   (databases {config.mlflow_db}, {config.auth_db})\n\n"
         '# Log the pipeline to the server (or: eval "$(digitflow stack env)"):\n'
         + "\n".join(env_lines(config))
-        + "\n\n# Point this clone's DVC remote at the stack (or: digitflow stack dvc-remote):\n"
+        + "\n\n# Make the stack this clone's default DVC remote (or: digitflow stack dvc-remote):\n"
         + remote
         + "\n"
     )

@@ -48,11 +48,14 @@ class TestResults:
     per_class: Any  # pandas DataFrame
 
 
-def _stand_in_run(client: Any, source: Any, experiment_id: str, model: str, dataset: str, note: str) -> str:
-    """A run standing for a model trained in run ``source`` (None when that run is not in this store)."""
+def _stand_in_run(
+    client: Any, source_id: str, source: Any, experiment_id: str, model: str, dataset: str, note: str
+) -> str:
+    """A run standing for a model trained in run ``source_id``; ``source`` is that run, or None when it is
+    not in this store (it is still named, so the next evaluation finds this stand-in instead of making
+    another)."""
     from mlflow.entities import Metric, Param
 
-    source_id = source.info.run_id if source is not None else "unknown"
     extra = {RESTORED_FROM_TAG: source_id, TAG_PREFIX + "model": model, "mlflow.note.content": note}
     stage = f"train_{model}"
     with training_run(client.get_experiment(experiment_id).name, stage, dataset, run_name_base(model, dataset),
@@ -105,7 +108,7 @@ def target_run(
             f"DVC restored this model from its run-cache for experiment {exp_name}; it was trained in run "
             f"{info.run_id} ({source.info.run_name}). Params and training metrics are copied from there."
         )
-    return _stand_in_run(client, source, experiment_id, model, dataset, note)
+    return _stand_in_run(client, info.run_id, source, experiment_id, model, dataset, note)
 
 
 def log_test_results(client: Any, run_id: str, results: TestResults) -> bool:

@@ -31,6 +31,7 @@ from digitflow.core.processes import process_alive
 from digitflow.core.shell import debug_requested
 from digitflow.tracking.client_settings import apply_http_defaults, quiet_store_logs
 from digitflow.tracking.faults import store_errors
+from digitflow.tracking.links import COMPARISON, save_view
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 LOCK_FILE = ".mlflow.lock"
 TAG_PREFIX = "digitflow."
-# MLflow 3's UI opens an experiment on the page its kind calls for; without this tag it guesses GenAI
-# (traces) for a new experiment, and the training runs are one click away.
+# What the experiment is, for the MLflow clients and UIs that read it. MLflow 3.17's UI does not choose its
+# page by it: that is each browser's choice, which the `tracking.links` addresses set to Model training.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
@@ -61,7 +62,8 @@ def _is_local_sqlite(uri: str) -> bool:
 def prepare_experiment(name: str, uri: str | None = None) -> str:
     """Create the store and the experiment once, under a file lock; return the experiment id.
 
-    Also marks runs of this machine whose process died without ending them (a killed stage) as
+    Also saves the UI view that compares the models (``links.COMPARISON``, in everyone's "Views"
+    list), and marks runs of this machine whose process died without ending them (a killed stage) as
     failed, so no run stays ``RUNNING`` forever.
     """
     import mlflow
@@ -80,11 +82,13 @@ def prepare_experiment(name: str, uri: str | None = None) -> str:
         if experiment is None:
             artifacts = (root / ARTIFACTS_DIR).as_uri() if _is_local_sqlite(uri) else None
             experiment_id = client.create_experiment(name, artifact_location=artifacts, tags=EXPERIMENT_KIND)
+            tags: dict[str, str] = {}
         else:
-            experiment_id = experiment.experiment_id
+            experiment_id, tags = experiment.experiment_id, experiment.tags
             for key, value in EXPERIMENT_KIND.items():
-                if experiment.tags.get(key) != value:
+                if tags.get(key) != value:
                     client.set_experiment_tag(experiment_id, key, value)
+        save_view(client, experiment_id, COMPARISON, tags)
         _fail_orphaned_runs(client, experiment_id)
     return experiment_id
 

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -24,7 +23,8 @@ import mlflow
 import pytest
 import yaml
 
-from tests.conftest import make_project_copy, pipeline_env, run
+from digitflow.core.ports import free_port
+from tests.conftest import pipeline_env, run
 from tests.support.project import set_params
 
 pytestmark = pytest.mark.e2e
@@ -34,31 +34,16 @@ HEAVY_MODULES = ("torch", "torchvision", "mlflow", "sklearn", "matplotlib")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The digits project after one full `dvc repro`, run under umask 022."""
-    project = make_project_copy(tmp_path_factory.mktemp("faults") / "project")
-    result = subprocess.run(
-        ["dvc", "repro"],
-        cwd=project,
-        env=pipeline_env(),
-        capture_output=True,
-        text=True,
-        preexec_fn=lambda: os.umask(0o022),
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return project
+def built(reproduced_digits: Path) -> Path:
+    """The digits project after one full `dvc repro`, run under umask 022 (the session's; copied, never
+    changed, by each test that damages something)."""
+    return reproduced_digits
 
 
 @pytest.fixture
 def project(built: Path, tmp_path: Path) -> Path:
     """A private copy of the built project, to damage."""
     return Path(shutil.copytree(built, tmp_path / "project", symlinks=True))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def error_lines(stderr: str, stage: str) -> list[str]:

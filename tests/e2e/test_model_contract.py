@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.conftest import make_project_copy, pipeline_env, run
+from tests.conftest import copy_project, pipeline_env, run
 from tests.support.project import set_params
 from tests.support.readme import readme_command
 
@@ -28,10 +28,9 @@ MODELS = ("sklearn", "torch")
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = make_project_copy(tmp_path_factory.mktemp("contract") / "project")
-    run(project, "dvc", "repro")
-    return project
+def project(reproduced_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's reproduced digits project, for this module's promotions and predictions."""
+    return copy_project(reproduced_digits, tmp_path_factory.mktemp("contract") / "project")
 
 
 def client(project: Path) -> mlflow.MlflowClient:
@@ -83,6 +82,7 @@ def test_registered_pyfunc_reproduces_evaluate_from_raw_pixels(
     info = pyfunc.metadata
     assert info.get_input_schema().inputs[0].shape == (-1, 64)
     assert info.metadata["pixel_max"] == 16
+    assert info.metadata["image_recipe"] == "uci-digits"  # how `digitflow predict --source champion` converts
     assert (labels == expected["actual"].to_numpy()).all()
 
 

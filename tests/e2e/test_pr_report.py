@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from digitflow.core.params import GateParams
-from tests.conftest import git, make_project_copy, run
+from tests.conftest import copy_project, git, run
 from tests.support.project import set_params
 from tests.support.readme import readme_command
 
@@ -18,10 +18,10 @@ STRICT = GateParams(metrics=["test_accuracy"], max_drop_abs=0.01, max_drop_rel=1
 
 
 @pytest.fixture(scope="module")
-def pr_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Baseline results committed on `main`, then a branch whose PyTorch model trains for one tiny step."""
-    project = make_project_copy(tmp_path_factory.mktemp("pr") / "project")
-    run(project, "dvc", "repro")
+def pr_project(reproduced_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Baseline results committed on `main` (the session's reproduced project, copied), then a branch whose
+    PyTorch model trains for one tiny step."""
+    project = copy_project(reproduced_digits, tmp_path_factory.mktemp("pr") / "project")
     git(project, "add", "-A")
     git(project, "commit", "-q", "--allow-empty", "-m", "baseline results")
     git(project, "checkout", "-q", "-b", "weaker-torch")

@@ -12,16 +12,24 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
-import optuna
 import pytest
 import yaml
 
+from digitflow.sweep.space import load_config
 from tests.conftest import git, make_project_copy, pipeline_env, run
-from tests.support import services
+from tests.support import browser, services
 from tests.support.readme import readme_command, readme_commands
 from tests.support.sweeps import SPACE
+
+if TYPE_CHECKING:
+    import optuna
+
+# Optuna and psycopg2 come with the sweep extra: without it these tests are skipped with the reason
+# (tests/support/extras.py), and Optuna is imported only where a test uses it, so the module still collects.
+pytestmark = pytest.mark.sweep
 
 QUICK_HEARTBEAT = ["--heartbeat", "2", "--grace", "8"]
 
@@ -111,6 +119,19 @@ def test_a_test_metric_is_refused_before_any_work(tmp_path: Path) -> None:
 # --- one machine: SQLite storage, two workers: the README's commands as written ------------------------
 
 README_STUDY = "digits-tune"  # sweep.yaml's study, which the README's commands use
+
+
+def load_study(storage: str) -> optuna.Study:
+    import optuna
+
+    return optuna.load_study(study_name=README_STUDY, storage=storage)
+
+
+def trials_in(study: optuna.Study, state: str) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials in ``state`` (``COMPLETE``, ``RUNNING``, ``FAIL`` ...)."""
+    return [trial for trial in study.get_trials() if trial.state.name == state]
+
+
 README_COLUMNS = [
     "Experiment",
     "metrics/train_torch.json:val_log_loss",
@@ -143,9 +164,9 @@ def local_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 @pytest.mark.e2e
 def test_two_workers_share_six_trials(local_sweep: tuple[Path, str]) -> None:
     project, output = local_sweep
-    study = optuna.load_study(study_name=README_STUDY, storage=f"sqlite:///{project / 'optuna.db'}")
+    study = load_study(f"sqlite:///{project / 'optuna.db'}")
     trials = study.get_trials()
-    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert len(complete) == 6, output[-3000:]
     # A trial beyond the total (two workers asking at the same instant) is pruned before it runs anything.
     assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
@@ -182,8 +203,8 @@ def test_readme_exp_show_lists_every_trial_with_its_columns(local_sweep: tuple[P
     shown = {row[1].strip("[]"): dict(zip(header[1:], row[2:], strict=True)) for row in rows}  # hash [name] ...
     exps = experiments(project)
     assert set(shown) == set(exps), table
-    study = optuna.load_study(study_name=README_STUDY, storage=f"sqlite:///{project / 'optuna.db'}")
-    for trial in study.get_trials(states=[optuna.trial.TrialState.COMPLETE]):
+    study = load_study(f"sqlite:///{project / 'optuna.db'}")
+    for trial in trials_in(study, "COMPLETE"):
         columns = shown[f"{README_STUDY}-{trial.number}"]
         assert float(columns["metrics/train_torch.json:val_log_loss"]) == pytest.approx(trial.value, rel=1e-4)
         assert float(columns["train_torch.lr"]) == pytest.approx(trial.params["train_torch.lr"], rel=1e-3)
@@ -194,7 +215,8 @@ def test_readme_exp_show_lists_every_trial_with_its_columns(local_sweep: tuple[P
 @pytest.mark.e2e
 def test_readme_exp_push_shares_a_trial(local_sweep: tuple[Path, str], tmp_path: Path) -> None:
     """The README's `dvc exp push origin NAME`, as written, to a bare git repository added as `origin`
-    and a local folder as the DVC remote: the experiment's ref and its outputs arrive."""
+    and a local folder added as the default DVC remote (the committed config names none): the
+    experiment's ref and its outputs arrive."""
     project, _ = local_sweep
     command = readme_command("dvc exp push origin")
     name = command.split()[-1]
@@ -202,7 +224,7 @@ def test_readme_exp_push_shares_a_trial(local_sweep: tuple[Path, str], tmp_path:
     origin = tmp_path / "origin.git"
     git(tmp_path, "init", "-q", "--bare", str(origin))
     git(project, "remote", "add", "origin", str(origin))
-    run(project, "dvc", "remote", "modify", "--local", "team", "url", str(tmp_path / "dvc-remote"))
+    run(project, "dvc", "remote", "add", "--local", "-d", "shared", str(tmp_path / "dvc-remote"))
     try:
         run(project, "bash", "-c", command)
         refs = git(origin, "for-each-ref", "--format=%(refname)", "refs/exps/").split()
@@ -210,7 +232,7 @@ def test_readme_exp_push_shares_a_trial(local_sweep: tuple[Path, str], tmp_path:
         assert any(path.is_file() for path in (tmp_path / "dvc-remote").rglob("*")), "no output was pushed"
     finally:
         git(project, "remote", "remove", "origin")
-        run(project, "dvc", "remote", "modify", "--local", "--unset", "team", "url")
+        run(project, "dvc", "remote", "remove", "--local", "shared")
 
 
 @pytest.mark.e2e
@@ -218,9 +240,9 @@ def test_the_objective_is_the_validation_metric_and_the_test_metric_is_only_repo
     local_sweep: tuple[Path, str],
 ) -> None:
     project, output = local_sweep
-    study = optuna.load_study(study_name=README_STUDY, storage=f"sqlite:///{project / 'optuna.db'}")
+    study = load_study(f"sqlite:///{project / 'optuna.db'}")
     exps = experiments(project)
-    for trial in study.get_trials(states=[optuna.trial.TrialState.COMPLETE]):
+    for trial in trials_in(study, "COMPLETE"):
         rev = exps[f"{README_STUDY}-{trial.number}"]
         val = committed_json(project, rev, "metrics/train_torch.json")
         test = committed_json(project, rev, "metrics/evaluate.json")["torch"]
@@ -235,18 +257,58 @@ def test_the_objective_is_the_validation_metric_and_the_test_metric_is_only_repo
             )["train_torch"]["lr"]
         )
     best = study.best_trial
-    assert best.value == min(t.value for t in study.get_trials(states=[optuna.trial.TrialState.COMPLETE]))
+    assert best.value == min(t.value for t in trials_in(study, "COMPLETE"))
     summary = output[output.index(f"study {README_STUDY}:") :]
     assert f"best trial: {best.number} (DVC experiment {README_STUDY}-{best.number}" in summary
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    best_run = client.get_run(best.user_attrs["mlflow_run_id"])  # the torch run of that very experiment
+    assert best_run.data.tags["dvc.exp_name"] == f"{README_STUDY}-{best.number}", summary
+    assert f"MLflow run {best_run.info.run_id})" in summary
     assert "torch.test_log_loss" in summary
     assert "reported, not used" in summary
     assert f"dvc exp apply {README_STUDY}-{best.number}" in summary
+    assert f"compare the trials' MLflow runs: digitflow ui --study {README_STUDY}" in summary
+
+
+@pytest.mark.e2e
+def test_digitflow_ui_shows_the_study_trials_best_first(local_sweep: tuple[Path, str], tmp_path: Path) -> None:
+    """The README's `digitflow ui --study digits-tune`, as written: the view the sweep saved, with the study's
+    runs of the model it optimised (torch), best objective first, and that model's searched params as columns,
+    in the terminal and in a browser ("Model training" selected), their parallel coordinates among the charts."""
+    project, _ = local_sweep
+    study = load_study(f"sqlite:///{project / 'optuna.db'}")
+    runs = [r for r in study_runs(project, README_STUDY) if r.data.tags["digitflow.model"] == "torch"]
+    names = {r.info.run_name for r in runs}
+    space = load_config(project / "sweep.yaml").space
+    searched = [key.rsplit(".", 1)[-1] for key in space if key.startswith("train_torch.")]
+    with browser.digitflow_ui(project, readme_command("digitflow ui --study")) as ui:
+        lines = [line.split() for line in ui.output.splitlines() if line.split()]
+        header = next(line for line in lines if line[0] == "run")
+        assert header[3:] == ["val_log_loss", "test_log_loss", "test_accuracy", "val_accuracy", *searched]
+        rows = [line for line in lines if line[0].startswith(("torch-", "sklearn-"))]
+        assert [row[0] for row in rows if row[0] in names] == [row[0] for row in rows]  # torch's runs only
+        assert len(rows) == len(runs) == 6
+        losses = [float(row[3]) for row in rows]
+        assert losses == sorted(losses)
+        best = f"torch-digits-{README_STUDY}-{study.best_trial.number}"  # the summary's best trial
+        assert rows[0][0] == best
+        assert float(rows[0][3]) == pytest.approx(study.best_value, abs=5e-5)
+
+        table = browser.render(ui.runs_url, lambda text: all(n in text for n in names), tmp_path / "trials.png")
+        assert table.selected_workflow == "Model training"
+        assert "6 matching runs" in table.text  # the study's torch runs, not the experiment's others
+        assert sorted(names, key=table.text.index)[0] == best
+
+        charts = browser.render(
+            ui.charts_url, lambda text: all(f"{p}\n" in text for p in searched), tmp_path / "charts.png"
+        )  # the parallel coordinates' axes
+        assert charts.selected_workflow == "Model training"
 
 
 @pytest.mark.e2e
 def test_apply_writes_the_best_params_to_params_yaml(local_sweep: tuple[Path, str]) -> None:
     project, _ = local_sweep
-    study = optuna.load_study(study_name=README_STUDY, storage=f"sqlite:///{project / 'optuna.db'}")
+    study = load_study(f"sqlite:///{project / 'optuna.db'}")
     comment = "# Every setting of the pipeline"
     assert comment in (project / "params.yaml").read_text()
     log = project.parent / "apply.log"
@@ -257,7 +319,7 @@ def test_apply_writes_the_best_params_to_params_yaml(local_sweep: tuple[Path, st
     assert params["train_sklearn"]["C"] == pytest.approx(study.best_params["train_sklearn.C"])
     assert params["train_torch"]["digits"]["epochs"] == 5
     assert comment in (project / "params.yaml").read_text()
-    after = optuna.load_study(study_name=README_STUDY, storage=f"sqlite:///{project / 'optuna.db'}")
+    after = load_study(f"sqlite:///{project / 'optuna.db'}")
     assert len(after.get_trials()) == len(study.get_trials())  # applying ran no trial
 
 
@@ -268,8 +330,8 @@ def test_joining_a_study_with_another_metric_is_refused(local_sweep: tuple[Path,
     worker = start_worker(project, log, "--trials", "7", "--metric", "sklearn.val_log_loss", config=None)
     assert worker.wait(timeout=120) == 1
     assert f"study '{README_STUDY}' optimises torch.val_log_loss, not sklearn.val_log_loss" in log.read_text()
-    study = optuna.load_study(study_name=README_STUDY, storage=f"sqlite:///{project / 'optuna.db'}")
-    assert len(study.get_trials(states=[optuna.trial.TrialState.COMPLETE])) == 6
+    study = load_study(f"sqlite:///{project / 'optuna.db'}")
+    assert len(trials_in(study, "COMPLETE")) == 6
 
 
 # --- three workers on PostgreSQL, one of them killed mid-trial ---------------------------------------
@@ -314,11 +376,11 @@ def killed_sweep(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) ->
     deadline = time.time() + 300
     while time.time() < deadline:
         try:
-            study = optuna.load_study(study_name=README_STUDY, storage=postgres_url)
+            study = load_study(postgres_url)
         except KeyError:
             time.sleep(1)
             continue
-        if len(study.get_trials(states=[optuna.trial.TrialState.RUNNING])) == 3:
+        if len(trials_in(study, "RUNNING")) == 3:
             break
         time.sleep(1)
     assert study is not None, tail(logs)
@@ -327,7 +389,7 @@ def killed_sweep(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) ->
     codes = finish(workers, logs)
     assert codes[0] == -signal.SIGKILL
     assert codes[1:] == [0, 0], tail(logs)
-    return project, optuna.load_study(study_name=README_STUDY, storage=postgres_url)
+    return project, load_study(postgres_url)
 
 
 @pytest.mark.e2e

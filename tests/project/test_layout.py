@@ -11,7 +11,6 @@ import yaml
 
 from digitflow.core import names, paths
 from digitflow.core.params import Params
-from digitflow.team.config import DVC_BUCKET, DVC_REMOTE
 from tests.conftest import PROJECT_ROOT
 
 DVC = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
@@ -150,13 +149,19 @@ def test_stage_params_exist(name):
             assert key in fields[section].annotation.model_fields, f"{name}: {param} is not a parameter"
 
 
-def test_ci_runs_the_readme_test_command_and_the_committed_dvc_config_has_no_secret() -> None:
+def test_ci_grows_the_readme_installs_step_by_step_and_the_committed_dvc_config_has_no_secret() -> None:
+    """.ci/run installs exactly README command 1 (plus pytest) first, then the sweep extra, then runs README
+    command 2, deselecting only the tests the first two steps ran in the same venv."""
     readme = (PROJECT_ROOT / "README.md").read_text()
     setup = readme.split("## Set-up", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     commands = [line for line in setup.splitlines() if line.strip() and not line.startswith("#")]
     assert len(commands) == 2, "the set-up block holds the run command and the test command"
-    assert commands[1] in (PROJECT_ROOT / ".ci" / "run").read_text().splitlines()
+    plain_install = commands[0].removesuffix(" && dvc repro")
+    assert plain_install.endswith("pip install -e .")
+    ci = (PROJECT_ROOT / ".ci" / "run").read_text().splitlines()
+    (full,) = [line for line in ci if line.startswith(commands[1])]
+    assert full.removeprefix(commands[1]) == ' -m "not first_hour and not sweep"'
+    steps = [f"{plain_install} pytest", "pytest -m first_hour", 'pip install -e ".[sweep]"', "pytest -m sweep", full]
+    assert [ci.index(step) for step in steps] == sorted(ci.index(step) for step in steps)
     dvc_config = (PROJECT_ROOT / ".dvc" / "config").read_text()
-    assert f"remote = {DVC_REMOTE}" in dvc_config
-    assert f"url = s3://{DVC_BUCKET}" in dvc_config
     assert not re.search(r"access_key|secret|password|endpointurl", dvc_config)

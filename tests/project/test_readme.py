@@ -27,8 +27,11 @@ SWEEP_EXP_SHOW = (
     "dvc exp show --keep 'Experiment|metrics/train_torch\\.json:val_log_loss|(sklearn|torch)\\.test_accuracy' "
     "--keep 'train_torch\\.(lr|optimizer|digits\\.batch_size|digits\\.weight_decay)$|train_sklearn\\.C$' --drop '.*'"
 )
+UI_BROWSER = "test_pipeline.py::test_digitflow_ui_opens_the_comparison_in_a_browser"
 EXPERIMENT = "test_pipeline.py::test_readme_experiment_reruns_only_the_stages_that_read_the_setting"
 MODEL = "test_model_contract.py::"
+FIRST_HOUR = "test_first_hour.py::"
+GRID = FIRST_HOUR + "test_the_readme_grid_on_two_workers_lands_in_mlflow (a plain install)"
 TEAM = "test_team.py::"
 TEAM_RUN = "test_team.py: the team_project fixture (these three lines in one shell; runs reach the server)"
 FRESH_CLONE = TEAM + "test_dvc_push_then_a_fresh_clone_pulls_and_reproduces_nothing"
@@ -41,33 +44,30 @@ CHECKED_BY = {
     "dvc repro": "test_pipeline.py: the digits_project fixture (every stage runs, output under 60 lines)",
     "dvc metrics show": "test_pipeline.py::test_readme_metrics_show",
     "dvc params diff --targets params.yaml": "test_pipeline.py::test_readme_params_diff",
-    "dvc plots show": "test_pipeline.py::test_readme_plots_show",
+    "dvc plots show": FIRST_HOUR + "test_plots_show_draws_both_confusion_matrices_and_the_learning_curve",
     "digitflow offline-plots": "test_pipeline.py::test_readme_offline_plots",
     "dvc plots show --html-template .dvc/tmp/plots-offline.html": "test_pipeline.py::test_readme_offline_plots",
-    "dvc exp run -S data.dataset=mnist": "test_pipeline.py::test_mnist_end_to_end_from_a_local_mirror",
+    "dvc exp run -S data.dataset=mnist": FIRST_HOUR + "test_mnist_end_to_end_from_a_local_mirror",
     "dvc exp run -S train_sklearn.C=0.5": EXPERIMENT,
     "dvc exp show --keep 'Experiment|(sklearn|torch)\\.test_accuracy|train_sklearn\\.C$' --drop '.*'": EXPERIMENT,
-    "digitflow ui": "test_pipeline.py::test_digitflow_ui_opens_the_model_training_comparison",
+    # Run with DISPLAY unset (no browser opens), stopped with Ctrl-C; headless Chromium opens what it prints.
+    "digitflow ui": UI_BROWSER,
     "python -m tests.support.imports --write": (
         "test_dvc_deps.py::test_documented_fix_restores_a_dropped_module_and_keeps_everything_else"
     ),
     # The test commands themselves: a test does not run the suite it is part of.
     'pytest -m "not e2e"': "not run by a test: the edit loop (a subset of what .ci/run runs)",
-    "pytest": "not run by a test: .ci/run, the README's test command",
+    "pytest -n auto": "not run by a test: .ci/run, the README's test command",
     # A placeholder path: the MNIST test runs the same command with the variable set to its local mirror.
     "DIGITFLOW_MNIST_MIRRORS=/path/to/folder dvc exp run -S data.dataset=mnist": (
-        "test_pipeline.py::test_mnist_end_to_end_from_a_local_mirror (DIGITFLOW_MNIST_MIRRORS set to the mirror)"
+        FIRST_HOUR + "test_mnist_end_to_end_from_a_local_mirror (DIGITFLOW_MNIST_MIRRORS set to the mirror)"
     ),
-    "mlflow ui --backend-store-uri sqlite:///mlflow.db": "test_pipeline.py::test_readme_mlflow_ui",
     "digitflow pr-report --base main": "test_pr_report.py::test_weaker_model_fails_the_gate_with_a_full_comment",
-    "dvc exp run --queue -S 'train_torch.lr=0.001,0.01' -S 'train_sklearn.C=0.1,10'": (
-        "test_experiments.py::test_queued_experiments_land_in_the_repository_store"
-    ),
-    "dvc queue start -j 2": "test_experiments.py::test_queued_experiments_land_in_the_repository_store",
+    "dvc exp run --queue -S 'train_torch.lr=0.001,0.01' -S 'train_sklearn.C=0.1,10'": GRID,
+    "dvc queue start -j 2": GRID,
     "dvc exp show --sort-by torch.test_accuracy --sort-order desc --keep "
-    "'Experiment|(sklearn|torch)\\.(test_accuracy|mlflow_run_id)|train_torch\\.lr$|train_sklearn\\.C$' --drop '.*'": (
-        "test_experiments.py::test_queued_experiments_land_in_the_repository_store"
-    ),
+    "'Experiment|(sklearn|torch)\\.(test_accuracy|mlflow_run_id)|train_torch\\.lr$|train_sklearn\\.C$' "
+    "--drop '.*'": GRID,
     # Not run by the tests: minutes of MNIST training and several clean `dvc repro`s. Its --quick form
     # below runs the same code on small inputs.
     "python benchmarks/run.py": "not run: the full benchmark (minutes); --quick runs the same code",
@@ -95,6 +95,10 @@ CHECKED_BY = {
     ),
     "digitflow predict my_seven.png --source champion --model sklearn": (
         MODEL + "test_predict_the_readme_files (`my_seven.png: 7 (probability P)` from sklearn's @champion)"
+    ),
+    "digitflow predict photos/* --show seen": (
+        "test_predict_photos.py: the predictions fixture (200 photos of MNIST test digits, a blank page and a "
+        "grey wall; a line per file, warnings for the two, a view per file in seen/)"
     ),
     "sudo apt-get install -y postgresql": "not run: a system install (.ci/run installs the same package)",
     'pip install -e ".[team]"': "not run: set-up (.ci/run installs the team extra)",
@@ -126,6 +130,7 @@ CHECKED_BY = {
     "digitflow sweep --trials 6 -S train_torch.digits.epochs=5": SWEEP_LOCAL,
     "wait": SWEEP_LOCAL,
     SWEEP_EXP_SHOW: "test_sweep.py::test_readme_exp_show_lists_every_trial_with_its_columns",
+    "digitflow ui --study digits-tune": "test_sweep.py::test_digitflow_ui_shows_the_study_trials_best_first",
     PSQL_SETUP: "test_sweep.py: the postgres_url fixture (tests/support/services.py; sudo from .ci/run)",
     # A placeholder host; the test sets SWEEP_STORAGE to the database the command above made on 127.0.0.1.
     "export SWEEP_STORAGE=postgresql+psycopg2://sweeps:secret@db-host:5432/sweeps": (
@@ -137,7 +142,10 @@ CHECKED_BY = {
     ),
     "dvc exp push origin digits-tune-2": "test_sweep.py::test_readme_exp_push_shares_a_trial (a bare git origin)",
     "digitflow server status": WARM_LIFE + " (each server with its pid and OMP_NUM_THREADS; none after stop)",
-    "digitflow server start": "test_warm_server.py: the reproduced fixture (every stage of its `dvc repro` runs warm)",
+    "digitflow server start": (
+        "tests/conftest.py: the reproduced_digits fixture, before the README's `dvc repro` (every stage of which "
+        "runs warm: test_pipeline.py's digits_project fixture checks the servers' logs)"
+    ),
     "digitflow server stop": WARM_LIFE + " (its pid, then no process left)",
     "DIGITFLOW_SERVER=0 dvc repro": (
         "test_pipeline.py::test_same_params_give_identical_bytes_across_runs_and_thread_counts (the cold run: "

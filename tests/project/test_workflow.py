@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ import yaml
 
 from digitflow.core.paths import PR_COMMENT_FILE
 from digitflow.reporting.pr.build import WATERMARK_TITLE
+from tests.support.extras import program
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS_DIR = ROOT / ".github" / "workflows"
@@ -28,15 +27,6 @@ def load(path: Path) -> dict[str, Any]:
 
 def steps(workflow: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(name, step) for name, job in workflow["jobs"].items() for step in job.get("steps", [])]
-
-
-def tool(name: str) -> str:
-    """The executable beside this interpreter (the project's venv), else on PATH; skip if absent."""
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.is_file() else shutil.which(name)
-    if not found:
-        pytest.skip(f"{name} is not installed; `pip install -e '.[test]'` provides it")
-    return found
 
 
 def test_there_are_workflows() -> None:
@@ -103,18 +93,20 @@ def test_checks_job_runs_ruff_and_tests() -> None:
     assert "python -m pytest" in commands
 
 
+@pytest.mark.test_tools
 def test_workflows_match_the_github_schema() -> None:
     result = subprocess.run(
-        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
+        [program("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.test_tools
 def test_zizmor_finds_nothing() -> None:
     result = subprocess.run(
-        [tool("zizmor"), "--offline", "--no-progress", str(WORKFLOWS_DIR)], capture_output=True, text=True
+        [program("zizmor"), "--offline", "--no-progress", str(WORKFLOWS_DIR)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No findings to report" in result.stdout + result.stderr
@@ -129,13 +121,43 @@ def test_report_job_uses_the_team_remote_and_server_only_when_configured(tmp_pat
     for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         assert runs[repro]["env"][variable] == f"${{{{ secrets.{variable} }}}}"
     assert runs[build]["env"]["MLFLOW_TRACKING_URI"] == "${{ secrets.MLFLOW_TRACKING_URI }}", "links the runs"
-    # Without secrets (a fork, or no team setup) the pull step is a no-op that succeeds.
+    # Without secrets (a fork, or no team setup) the pull step is a no-op that succeeds; keys without the
+    # remote's URL (which has no default) get a warning.
     result = subprocess.run(
         ["bash", "-e", "-c", runs[pull]["run"]],
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin", **{key: "" for key in runs[pull]["env"]}},
+        env={"PATH": "/usr/bin:/bin", **{key: "" for key in runs[pull]["env"]}, "AWS_ACCESS_KEY_ID": "AKIA..."},
     )
     assert result.returncode == 0, result.stderr
     assert "every stage runs" in result.stdout
+    assert "::warning::DVC_REMOTE_ACCESS_KEY_ID is set but DVC_REMOTE_URL is not" in result.stdout
+
+
+def test_report_job_adds_the_team_remote_from_its_url(tmp_path: Path) -> None:
+    """With DVC_REMOTE_URL (here a local folder) the pull step adds the `team` remote to the runner's
+    .dvc/config.local as the default, with hash checks on download, and pulls; the committed
+    .dvc/config (which names no remote) is left as it was."""
+    from configobj import ConfigObj
+
+    step = next(s for s in load(PR_REPORT)["jobs"]["report"]["steps"] if "dvc pull" in s.get("run", ""))
+    assert 'dvc remote add --local -d team "$DVC_REMOTE_URL"' in step["run"]
+    repo = tmp_path / "checkout"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run([program("dvc"), "init", "-q"], cwd=repo, check=True)
+    committed = (repo / ".dvc/config").read_text()
+    env = {key: "" for key in step["env"]} | {"DVC_REMOTE_URL": str(tmp_path / "remote")}
+    result = subprocess.run(
+        ["bash", "-e", "-c", step["run"]],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{Path(program('dvc')).parent}:/usr/bin:/bin", "HOME": str(tmp_path), **env},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    local = ConfigObj(str(repo / ".dvc/config.local"))
+    assert local["core"]["remote"] == "team"
+    assert local['remote "team"'] == {"url": str(tmp_path / "remote"), "verify": "true"}
+    assert (repo / ".dvc/config").read_text() == committed

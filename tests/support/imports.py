@@ -77,6 +77,19 @@ def closure(module: str, root: Path = ROOT) -> frozenset[str]:
     return frozenset(seen)
 
 
+def external_packages(module: str, root: Path = ROOT) -> set[str]:
+    """Top-level packages outside the project that ``closure(module)`` imports anywhere in its code."""
+    found = set()
+    for name in closure(module, root):
+        path = module_file(name, root)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))) if path else ():
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module.split(".")[0])
+    return {package for package in found if package not in PROJECT_PACKAGES}
+
+
 def code_deps(module: str, root: Path = ROOT) -> list[str]:
     """The files (posix, relative to the root) of ``closure(module)``, sorted: a stage's code deps."""
     files = {module_file(name, root) for name in closure(module, root)}

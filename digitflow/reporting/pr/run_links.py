@@ -2,7 +2,8 @@
 
 The training stages record each model's run id in ``metrics/train_<model>.json`` (what ``dvc exp show``
 lists) and the run's experiment and store beside the model (``models/<model>/mlflow_run.json``). A link
-is only possible when the runs live on a server, i.e. ``MLFLOW_TRACKING_URI`` is an http(s) URL.
+is only possible when the runs live on a server, i.e. ``MLFLOW_TRACKING_URI`` is an http(s) URL; it opens the
+run with MLflow's Model-training sidebar (``tracking.links.run_url``).
 """
 
 from __future__ import annotations
@@ -13,12 +14,8 @@ from pathlib import Path
 
 from digitflow.core import paths
 from digitflow.core.names import MODEL_NAMES, model_title
+from digitflow.tracking.links import run_url
 from digitflow.tracking.records import read_run_info
-
-
-def run_url(server: str, experiment_id: str, run_id: str) -> str:
-    """The MLflow UI's address of one run."""
-    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def mlflow_runs_section(environ: Mapping[str, str] | None = None, root: Path = Path()) -> str:

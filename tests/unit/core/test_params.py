@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from digitflow.core.errors import DigitflowError, ParamsError
-from digitflow.core.params import DATASETS, Params, load_params, parse_params
+from digitflow.core.params import DATASETS, Params, load_params, parse_params, set_dotted
 from tests.conftest import PROJECT_ROOT, run
 
 REAL_PARAMS = PROJECT_ROOT / "params.yaml"
@@ -89,11 +89,18 @@ def test_wrong_type_is_named(section, key, value):
 
 
 @pytest.mark.parametrize(
-    ("section", "key", "value"),
-    [("train_torch", "lr", True), ("train_torch", "epochs", "10"), ("split", "stratify_test", "yes")],
+    ("key", "value", "expected"),
+    [
+        ("train_torch.lr", True, "number"),
+        ("train_torch.digits.epochs", "10", "integer"),  # epochs is set per dataset
+        ("split.stratify_test", "yes", "boolean"),
+    ],
 )
-def test_boolean_or_string_for_a_number_is_refused(section, key, value):
-    params_error(with_value(section, key, value))
+def test_boolean_or_string_for_a_number_is_refused(key, value, expected):
+    raw = real_raw()
+    set_dotted(raw, key, value)
+    # One problem, on the key's own line, with the value that was given.
+    assert params_error(raw).splitlines()[1:] == [f"  {key}: Input should be a valid {expected} (got {value!r})"]
 
 
 def test_negative_lr_names_key_and_bound():

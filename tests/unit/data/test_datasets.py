@@ -6,8 +6,6 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from sklearn.model_selection import train_test_split
 
 from digitflow.core.errors import ParamsError
@@ -98,38 +96,46 @@ def test_predefined_test_set_is_kept_as_the_tail():
     assert_partition(split, 1200)
 
 
-@settings(max_examples=40, deadline=None, derandomize=True)
-@given(
-    n=st.integers(400, 3000),
-    n_classes=st.integers(2, N_CLASSES),
-    test_size=st.floats(0.05, 0.6),
-    val_size=st.floats(0.05, 0.5),
-    seed=st.integers(0, 2**31 - 1),
-    stratify_test=st.booleans(),
-    predefined=st.booleans(),
-)
-def test_split_is_a_partition(n, n_classes, test_size, val_size, seed, stratify_test, predefined):
-    labels = np.random.default_rng(seed).permutation(np.arange(n) % n_classes)
-    params = SplitParams(test_size=test_size, val_size=val_size, seed=seed, stratify_test=stratify_test)
-    test_start = n - int(n * test_size) if predefined else None
-    n_test = n - test_start if predefined else math.ceil(test_size * n)
-    too_small = math.ceil(val_size * (n - n_test)) < n_classes or (
-        stratify_test and not predefined and n_test < n_classes
+@pytest.mark.test_tools
+def test_split_is_a_partition() -> None:
+    # hypothesis comes with the test extra: imported here, so that a plain install collects this module.
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=40, deadline=None, derandomize=True)
+    @given(
+        n=st.integers(400, 3000),
+        n_classes=st.integers(2, N_CLASSES),
+        test_size=st.floats(0.05, 0.6),
+        val_size=st.floats(0.05, 0.5),
+        seed=st.integers(0, 2**31 - 1),
+        stratify_test=st.booleans(),
+        predefined=st.booleans(),
     )
-    if too_small:
-        with pytest.raises(ParamsError, match=r"split\.(val|test)_size .* fewer than the \d+ classes"):
-            split_indices(labels, params, test_start)
-        return
-    split = split_indices(labels, params, test_start)
-    assert_partition(split, n)
-    if predefined:
-        assert np.array_equal(split.test, np.arange(test_start, n))
-    else:
-        assert len(split.test) == math.ceil(test_size * n)
-    rest = n - len(split.test)
-    assert len(split.val) == math.ceil(val_size * rest)
-    # Every class appears in training (stratified validation never takes a whole class).
-    assert len(np.unique(labels[split.train])) == n_classes
+    def check(n, n_classes, test_size, val_size, seed, stratify_test, predefined):
+        labels = np.random.default_rng(seed).permutation(np.arange(n) % n_classes)
+        params = SplitParams(test_size=test_size, val_size=val_size, seed=seed, stratify_test=stratify_test)
+        test_start = n - int(n * test_size) if predefined else None
+        n_test = n - test_start if predefined else math.ceil(test_size * n)
+        too_small = math.ceil(val_size * (n - n_test)) < n_classes or (
+            stratify_test and not predefined and n_test < n_classes
+        )
+        if too_small:
+            with pytest.raises(ParamsError, match=r"split\.(val|test)_size .* fewer than the \d+ classes"):
+                split_indices(labels, params, test_start)
+            return
+        split = split_indices(labels, params, test_start)
+        assert_partition(split, n)
+        if predefined:
+            assert np.array_equal(split.test, np.arange(test_start, n))
+        else:
+            assert len(split.test) == math.ceil(test_size * n)
+        rest = n - len(split.test)
+        assert len(split.val) == math.ceil(val_size * rest)
+        # Every class appears in training (stratified validation never takes a whole class).
+        assert len(np.unique(labels[split.train])) == n_classes
+
+    check()
 
 
 def test_too_small_a_validation_fraction_names_the_param():
@@ -168,7 +174,7 @@ def test_preprocess_keeps_pixel_values_and_computes_no_statistics():
 
 
 def test_dataset_meta_json_round_trip():
-    meta = DatasetMeta("mnist", (28, 28), 70000, 255, 60000)
+    meta = DatasetMeta("mnist", (28, 28), 70000, 255, 60000, "mnist")
     data = meta.to_json()
     # JSON turns tuples into lists; from_json must give back an equal (hashable) meta.
     data["image_shape"] = list(data["image_shape"])

@@ -77,6 +77,19 @@ def test_drop_equal_to_threshold_passes_despite_float_noise() -> None:
     assert check_metric("torch", "test_accuracy", 0.95, 0.94, STRICT).passed
 
 
+def test_the_gate_forgives_1e6_beyond_a_threshold_and_nothing_more() -> None:
+    """Another machine may write a metric one unit away in its 6th decimal (README: equal within 1e-6):
+    a drop beyond a threshold by that much passes, by twice that fails, for each threshold and direction."""
+    assert check_metric("torch", "test_accuracy", 0.95, 0.939999, STRICT).passed  # 0.010001
+    assert not check_metric("torch", "test_accuracy", 0.95, 0.939998, STRICT).passed  # 0.010002
+    loss = GateParams(metrics=["test_log_loss"], max_drop_abs=0.01, max_drop_rel=1.0)
+    assert check_metric("torch", "test_log_loss", 0.18, 0.190001, loss).passed
+    assert not check_metric("torch", "test_log_loss", 0.18, 0.190002, loss).passed
+    relative = GateParams(metrics=["test_accuracy"], max_drop_abs=1.0, max_drop_rel=0.02)  # 0.006 of 0.30
+    assert check_metric("sklearn", "test_accuracy", 0.30, 0.293999, relative).passed
+    assert not check_metric("sklearn", "test_accuracy", 0.30, 0.293998, relative).passed
+
+
 def test_relative_threshold_catches_a_small_absolute_drop_from_a_low_base() -> None:
     gate = GateParams(metrics=["test_accuracy"], max_drop_abs=0.05, max_drop_rel=0.02)
     low = check_metric("sklearn", "test_accuracy", 0.30, 0.29, gate)  # 3.3% of 0.30, only 0.01 absolute

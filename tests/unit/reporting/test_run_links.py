@@ -31,7 +31,8 @@ def test_links_each_model_run_on_the_server(tmp_path: Path) -> None:
     section = mlflow_runs_section({"MLFLOW_TRACKING_URI": SERVER + "/"}, tmp_path)
     assert section.startswith("### MLflow runs")
     for run_id in ids.values():
-        assert f"({SERVER}/#/experiments/7/runs/{run_id})" in section
+        # the run's page with the Model-training sidebar, whatever the visitor's browser chose before
+        assert f"({SERVER}/#/experiments/7/runs/{run_id}?workflowType=machine_learning)" in section
 
 
 def test_no_section_without_a_server(tmp_path: Path) -> None:
