@@ -62,6 +62,18 @@ def peer_uid(conn: socket.socket) -> int:
     return uid
 
 
+def drain(conn: socket.socket, limit: int = 1 << 20, seconds: float = 1.0) -> None:
+    """Read and drop what a connection has sent, up to ``limit`` bytes or ``seconds``."""
+    conn.settimeout(seconds)
+    with contextlib.suppress(OSError):
+        received = 0
+        while received < limit:
+            chunk = conn.recv(65536)
+            if not chunk or len(chunk) < 65536:
+                break
+            received += len(chunk)
+
+
 def open_files(allowed: set[int]) -> list[str]:
     """What this process has open besides ``allowed`` descriptors: files, sockets, pipes."""
     found = []
@@ -199,6 +211,7 @@ class Server:
         uid = peer_uid(conn)
         if uid != os.getuid():
             self.log(f"refused a connection from uid {uid}")
+            drain(conn)  # closing with its request unread would reset the connection before it reads why
             reply(conn, {"refused": f"this server serves uid {os.getuid()} only, not uid {uid}"})
             return False
         reader = Reader(conn)
