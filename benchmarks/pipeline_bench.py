@@ -9,6 +9,9 @@ Everything here runs commands in temporary copies of the project and reports wal
 - a params error: a copy with a bad value, ``dvc repro`` until the one-line message;
 - each stage alone through ``benchmarks/stage_probe.py`` (wall, CPU, peak RSS, MLflow's share);
 - ``dvc queue`` with 1 worker against 2 workers on the same number of experiments.
+
+All of it cold (``DIGITFLOW_SERVER=0``): the figures before the warm stage server, comparable with
+earlier runs; ``benchmarks/warm_bench.py`` measures warm against cold.
 """
 
 from __future__ import annotations
@@ -164,7 +167,8 @@ def queue_run(project: Path, env: dict[str, str], workers: int, first_seed: int)
 
 
 def bench_pipeline(workdir: Path, mirror: str, quick: bool) -> dict[str, Any]:
-    env = testing.command_env(DIGITFLOW_MNIST_MIRRORS=mirror)
+    # Cold: every stage imports its libraries itself (benchmarks/warm_bench.py compares the warm server).
+    env = testing.command_env(DIGITFLOW_MNIST_MIRRORS=mirror, DIGITFLOW_SERVER="0")
     results: dict[str, Any] = {"import_floor": import_floor(env, repeats=1 if quick else 3)}
     if quick:
         digits = make_project_copy(workdir / "digits")

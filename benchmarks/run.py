@@ -13,10 +13,13 @@ Prints a Markdown table and writes every figure to ``benchmarks/results.json`` (
    accuracy; then the same training beside processes that keep every core busy;
 3. scikit-learn's defaults (``LogisticRegression(max_iter=1000)`` on pixels / 255) against our
    ``train_sklearn`` settings on standardised features: fit time, test accuracy;
-4. the pipeline (``benchmarks/pipeline_bench.py``): the import floor, ``dvc repro`` from clean on digits
-   and MNIST (local HTTP mirror), the no-op, one after a ``train_torch`` change, a params error, each
-   stage alone (wall, CPU, peak RSS, MLflow's share, through ``benchmarks/stage_probe.py``), and
-   ``dvc queue`` with 1 and 2 workers.
+4. the pipeline (``benchmarks/pipeline_bench.py``), cold: the import floor, ``dvc repro`` from clean on
+   digits and MNIST (local HTTP mirror), the no-op, one after a ``train_torch`` change, a params error,
+   each stage alone (wall, CPU, peak RSS, MLflow's share, through ``benchmarks/stage_probe.py``), and
+   ``dvc queue`` with 1 and 2 workers;
+5. the warm stage server against cold stages (``benchmarks/warm_bench.py``): clean repros, a changed
+   setting, a sweep trial and the README's sweep, side by side, with the import floor of the same
+   minute; the server's start, memory, and what warm stages still import.
 
 The targets and the table are in ``benchmarks/targets.py``.
 Everything runs in temporary copies of the project (``git ls-files``, as a fresh clone); the MNIST files
@@ -48,6 +51,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.pipeline_bench import bench_pipeline, log  # noqa: E402
 from benchmarks.targets import check_targets, first_reaching, markdown, notebook_comparison  # noqa: E402
+from benchmarks.warm_bench import bench_warm  # noqa: E402
 from digitflow.core.determinism import pin_cpu_kernels  # noqa: E402
 from digitflow.core.params import Params, parse_params  # noqa: E402
 from tests.support.project import serve_folder  # noqa: E402
@@ -284,6 +288,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         workdir = Path(tmp)
         # Pipeline first, on a quiet process: the in-process benchmarks below hold ~1 GB of arrays.
         results["pipeline"] = bench_pipeline(workdir, mirror, args.quick)
+        results["warm"] = bench_warm(workdir, mirror, args.quick)
         mnist = prepare_mnist(workdir, mirror, params)
         train_rows = mnist["split"].train
         results["train_torch"] = bench_train_torch(mnist, params, train_rows)

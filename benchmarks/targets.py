@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.warm_report import warm_markdown, warm_targets
+
 TARGETS = {
     "torch_accuracy": 0.925,
     "torch_train_seconds": 1.5,
@@ -134,7 +136,7 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ),
         _at_most("peak RSS of any stage (MB)", max(peaks) if peaks else None, TARGETS["stage_peak_rss_mb"]),
     ]
-    return rows
+    return rows + warm_targets(results.get("warm"))
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -252,6 +254,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         *_training_table(results),
         *_pipeline_table(results["pipeline"]),
+        *warm_markdown(results.get("warm")),
         "| Target | goal | measured | met |",
         "|---|---|---|---|",
     ]

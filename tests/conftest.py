@@ -3,10 +3,13 @@ mirror of MNIST on 127.0.0.1 serving ``../shared/data/mnist`` (the four original
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import pytest
 from tests.support import extras
 from tests.support import project as testing
 from tests.support.project import serve_folder
+from tests.support.warm import server_processes
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = PROJECT_ROOT.parent / "shared" / "data" / "mnist"
@@ -24,6 +28,24 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("DIGITFLOW_MNIST_MIRRORS", None)
+# The warm stage servers that the tests' pipelines start (digitflow/core/warm) live in this session's own
+# folder, and stop with the session (stop_warm_servers): a test run leaves no process behind. Short, under
+# /tmp: a Unix socket's path has at most 107 characters.
+WARM_SERVER_DIR = Path(tempfile.mkdtemp(prefix="digitflow-test-servers-", dir="/tmp"))
+os.environ["DIGITFLOW_SERVER_DIR"] = str(WARM_SERVER_DIR)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stop_warm_servers() -> Iterator[None]:
+    yield
+    from digitflow.core.warm.control import stop
+
+    stop({"DIGITFLOW_SERVER_DIR": str(WARM_SERVER_DIR)})
+    # A test that failed with a warm stage still running leaves its child (the server waits for it): end it.
+    for pid in server_processes(WARM_SERVER_DIR):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(WARM_SERVER_DIR, ignore_errors=True)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -69,10 +91,12 @@ def run(cwd: Path, *command: str, check: bool = True, **env: str) -> subprocess.
 def reproduced_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project after the README's `dvc repro` on the embedded digits, under umask 022 and one thread:
     built once per test session (once per xdist worker) and never changed; tests get a copy of it with
-    ``copy_project``. Its output is in ``repro-output.txt`` beside it."""
+    ``copy_project``. Its output is in ``repro-output.txt`` beside it. The warm stage server for its
+    environment is started first (the docs' `digitflow server start`), so every stage of it runs warm."""
     from tests.support.readme import readme_command
 
     project = make_project_copy(tmp_path_factory.mktemp("reproduced") / "project")
+    run(project, "bash", "-c", readme_command("digitflow server start"), OMP_NUM_THREADS="1")
     result = subprocess.run(
         ["bash", "-c", readme_command("dvc repro")],
         cwd=project,

@@ -7,6 +7,7 @@
     digitflow offline-plots                    a `dvc plots show` template that works offline
     digitflow sweep                            an Optuna study whose trials are DVC experiments
     digitflow stack up|down|status|env|dvc-remote|add-user    the team stack on one machine
+    digitflow server status|start|stop         the warm stage server (docs/warm_server.md)
 
 The top layer: it parses arguments and calls the library; each command imports what it needs only when
 it runs, so ``digitflow --help`` and a mistyped argument answer at once. Commands run in the same shell
@@ -18,10 +19,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from digitflow.cli import data, models, reports, sweep, team
+from digitflow.cli import data, models, reports, server, sweep, team
 from digitflow.core.shell import run_stage
 
-COMMAND_GROUPS = (models, data, reports, sweep, team)
+COMMAND_GROUPS = (models, data, reports, sweep, team, server)
 
 
 def build_parser() -> argparse.ArgumentParser:

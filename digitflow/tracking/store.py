@@ -8,13 +8,21 @@ working directory. ``MLFLOW_TRACKING_URI`` overrides the store.
 MLflow creates its SQLite tables, and experiments, with a race: several processes doing it at once can
 break the store or file runs under ``Default``. So the store and the experiment are created under a
 file lock, once, before a run starts.
+
+A new SQLite store takes MLflow five seconds and more: it creates the tables of its first schema and
+then runs every migration since, one by one. The first stage to create one for an MLflow version keeps
+the migrated, empty result in the user's cache (``~/.cache/digitflow``, or ``$XDG_CACHE_HOME``), without
+its ``Default`` experiment; every new store after that starts as a copy of it, and MLflow adds the
+``Default`` experiment (with this store's artifact location and time) when it opens the copy.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
+import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -67,6 +75,8 @@ def prepare_experiment(name: str, uri: str | None = None) -> str:
     root = repository_root()
     lock_path = root / LOCK_FILE if _is_local_sqlite(uri) else Path.cwd() / LOCK_FILE
     with store_errors(uri, "opening the store", name), FileLock(str(lock_path), timeout=300):
+        if _is_local_sqlite(uri):
+            _new_store_from_template(Path(uri.removeprefix("sqlite:///")))
         client = mlflow.MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
@@ -92,3 +102,43 @@ def _fail_orphaned_runs(client: Any, experiment_id: str) -> None:
         if tags.get(TAG_PREFIX + "host") == host and pid and not process_alive(int(pid)):
             log.warning("marking MLflow run %s failed: its process %s is gone", run.info.run_id, pid)
             client.set_terminated(run.info.run_id, status="FAILED")
+
+
+def store_template(cache: Path | None = None) -> Path | None:
+    """The cached empty store of the installed MLflow (made now if missing), or None if it cannot be."""
+    import mlflow
+    import sqlalchemy
+
+    cache = cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "digitflow"
+    template = cache / f"mlflow-{mlflow.__version__}-sqlalchemy-{sqlalchemy.__version__}.db"
+    if template.is_file():
+        return template
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = cache / f".{template.name}.{os.getpid()}.tmp"
+        partial.unlink(missing_ok=True)
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        store = SqlAlchemyStore(f"sqlite:///{partial}", cache.as_uri())  # every table, fully migrated
+        store.engine.dispose()
+        with sqlite3.connect(partial) as db:
+            db.execute("DELETE FROM experiments WHERE experiment_id = 0")  # MLflow adds it back, with the copy's
+        os.replace(partial, template)
+    except Exception as exc:  # a read-only home, a full disk: MLflow creates the store itself
+        log.debug("no MLflow store template in %s: %s", cache, exc)
+        return None
+    return template
+
+
+def _new_store_from_template(path: Path) -> None:
+    if path.exists():
+        return
+    template = store_template()
+    if template is None:
+        return
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(template, partial)
+        os.replace(partial, path)
+    except OSError:
+        partial.unlink(missing_ok=True)  # MLflow creates the store itself, and reports what is wrong

@@ -18,13 +18,19 @@ from benchmarks.targets import check_targets, markdown
 from tests.conftest import PROJECT_ROOT, pipeline_env
 
 STAGES_IN_QUICK_MODE = ["validate", "fetch", "preprocess", "split", "check", "train_sklearn", "train_torch"]
-# What quick mode leaves out: every `dvc repro`, and the busy machine.
+# What quick mode leaves out: every `dvc repro` (warm and cold), the sweeps, and the busy machine.
 NOT_MEASURED_IN_QUICK_MODE = {
     "train_torch training, busy / quiet",
     "dvc repro digits from clean / import floor",
     "dvc repro MNIST from clean (s)",
     "no-op dvc repro, first after a repro (s)",
     "no-op dvc repro, again (median of 3, s)",
+    "warm: dvc repro digits from clean / F",
+    "warm: dvc exp run -S train_sklearn.C=0.5 / F",
+    "warm: params.yaml edit + dvc repro / F",
+    "warm: one sweep trial of 5 epochs / F",
+    "warm: dvc repro MNIST from clean / F",
+    "README's six-trial sweep, cold / warm",
 }
 
 
@@ -138,7 +144,7 @@ def test_import_floor_and_params_error(quick_results: dict) -> None:
 def test_targets_are_reported(quick_results: dict) -> None:
     targets = quick_results["targets"]
     by_name = {row["name"]: row for row in targets}
-    assert len(by_name) == len(targets) == 13
+    assert len(by_name) == len(targets) == 19
     assert set(by_name) > NOT_MEASURED_IN_QUICK_MODE
     for row in targets:
         if row["name"] in NOT_MEASURED_IN_QUICK_MODE:
@@ -188,3 +194,18 @@ def test_targets_and_table_are_pure_functions_of_the_results(quick_results: dict
     assert check_targets(measurements) == quick_results["targets"]
     assert markdown(measurements) == quick_results["markdown"]
     assert measurements == untouched
+
+
+def test_warm_server_measured_against_cold(quick_results: dict) -> None:
+    """The quick mode's warm section: the server's start and memory, and the two training stages alone,
+    cold then warm, with the import floor of the same minute."""
+    warm = quick_results["warm"]
+    assert 0 < warm["server_start_seconds"] < 300
+    assert 100 < warm["server_memory"]["rss_mb"] < 16_000
+    assert 0 < warm["server_memory"]["pss_mb"] <= warm["server_memory"]["rss_mb"]
+    assert list(warm["stages"]) == ["train_sklearn", "train_torch"]
+    for name, row in warm["stages"].items():
+        assert row["floor"] > 0, name
+        # A warm stage does not import the libraries: faster than the same stage cold, by far.
+        assert row["warm"] < row["cold"] / 2, (name, row)
+        assert row["cold_floors"] == pytest.approx(row["cold"] / row["floor"], rel=1e-2)

@@ -13,11 +13,12 @@ import yaml
 
 from digitflow.core.determinism import cpu_has_avx2
 from digitflow.tracking.links import COMPARED_METRICS, COMPARISON, view_is_current
-from tests.conftest import PROJECT_ROOT, copy_project, git, make_project_copy, run
+from tests.conftest import PROJECT_ROOT, WARM_SERVER_DIR, copy_project, git, make_project_copy, run
 from tests.support import browser
 from tests.support.numbers import differences
 from tests.support.project import set_params
 from tests.support.readme import readme_command
+from tests.support.warm import served
 
 pytestmark = pytest.mark.e2e
 RENDER_PLOTS = Path(__file__).resolve().parents[1] / "support" / "render_plots.js"
@@ -53,8 +54,10 @@ def repro_output(project: Path) -> str:
 @pytest.fixture(scope="module")
 def digits_project(reproduced_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project after one full `dvc repro` (the README's command) on the embedded digits: a copy of the
-    session's reproduced project, for this module to change."""
-    assert stages_run(repro_output(reproduced_digits)) == [
+    session's reproduced project, for this module to change. Every stage of that repro ran warm (the
+    session's server for its environment was started first)."""
+    ran = stages_run(repro_output(reproduced_digits))
+    assert ran == [
         "fetch",
         "preprocess",
         "split",
@@ -64,6 +67,7 @@ def digits_project(reproduced_digits: Path, tmp_path_factory: pytest.TempPathFac
         "evaluate",
         "report",
     ]
+    assert served(WARM_SERVER_DIR, reproduced_digits) == [(f"stages.{stage}", "exit 0") for stage in ran]
     project = copy_project(reproduced_digits, tmp_path_factory.mktemp("digits") / "project")
     shutil.copy(reproduced_digits.parent / "repro-output.txt", project.parent / "repro-output.txt")
     return project
@@ -389,13 +393,32 @@ def result_bytes(project: Path) -> dict[str, bytes]:
     return found
 
 
+def trained_runs(project: Path) -> dict[str, dict]:
+    """Each model's training run (the one its record names): params and metrics, with the training times
+    and the thread count (a speed setting) left out."""
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    found = {}
+    for model in TRAINING_STAGES.values():
+        record = json.loads((project / f"metrics/runs/{model}.json").read_text())[model]
+        tracked = client.get_run(record["mlflow_run_id"])
+        found[model] = {
+            "params": {k: v for k, v in tracked.data.params.items() if k != "threads"},
+            "metrics": {k: v for k, v in tracked.data.metrics.items() if "seconds" not in k},
+        }
+    return found
+
+
 def test_same_params_give_identical_bytes_across_runs_and_thread_counts(digits_project: Path, tmp_path: Path) -> None:
-    """A second clean copy with the same params, run from scratch with two PyTorch and OpenMP threads where
-    the first had one, reproduces every result file byte for byte: the thread count is a speed setting."""
+    """A second clean copy with the same params, run from scratch cold (the docs' `DIGITFLOW_SERVER=0 dvc
+    repro`) with two PyTorch and OpenMP threads where the first ran warm on one, reproduces every result
+    file byte for byte, and its MLflow runs have the same params and metrics: the thread count is a speed
+    setting, and the warm server changes nothing but the time."""
     other = make_project_copy(tmp_path / "again")
     shutil.copy(digits_project / "params.yaml", other / "params.yaml")
     set_params(other, train_torch={"threads": 2})
-    run(other, "dvc", "repro", OMP_NUM_THREADS="2")
+    result = run(other, "bash", "-c", readme_command("DIGITFLOW_SERVER=0 dvc repro"), OMP_NUM_THREADS="2")
+    assert "Running stage 'train_torch'" in result.stdout
+    assert served(WARM_SERVER_DIR, other) == []
     assert read_metrics(other) == read_metrics(digits_project)
     ours, theirs = result_bytes(digits_project), result_bytes(other)
     assert sorted(ours) == sorted(theirs)
@@ -405,6 +428,9 @@ def test_same_params_give_identical_bytes_across_runs_and_thread_counts(digits_p
     assert {"models/sklearn/model.npz", "models/torch/model.pt"} <= {p.as_posix() for p in model_files}
     for name in model_files:
         assert (other / name).read_bytes() == (digits_project / name).read_bytes(), name
+    warm, cold = trained_runs(digits_project), trained_runs(other)
+    assert warm == cold
+    assert {"test_accuracy", "val_accuracy", "train_loss"} <= set(warm["torch"]["metrics"])
 
 
 def test_diverging_training_stops_cleanly(project_copy: Path) -> None:

@@ -39,6 +39,7 @@ TEAM_RESTART = TEAM + "test_stack_restarts_with_its_data_and_stops_with_no_proce
 SWEEP_LOCAL = "test_sweep.py: the local_sweep fixture (the three lines in one shell), test_two_workers_share_six_trials"
 SWEEP_SHARED = "test_sweep.py: the killed_sweep fixture"
 OWN = "test_own_images.py: "
+WARM_LIFE = "test_warm_server.py::test_a_servers_life"
 
 CHECKED_BY = {
     "dvc repro": "test_pipeline.py: the digits_project fixture (every stage runs, output under 60 lines)",
@@ -163,6 +164,16 @@ CHECKED_BY = {
     "digitflow serve torch": (
         "test_own_images.py::test_the_served_model_answers_in_the_order_of_its_class_names (port 5001, the "
         "probabilities of pyfunc, columns in the order of the metadata's class_names)"
+    ),
+    "digitflow server status": WARM_LIFE + " (each server with its pid and OMP_NUM_THREADS; none after stop)",
+    "digitflow server start": (
+        "tests/conftest.py: the reproduced_digits fixture, before the README's `dvc repro` (every stage of which "
+        "runs warm: test_pipeline.py's digits_project fixture checks the servers' logs)"
+    ),
+    "digitflow server stop": WARM_LIFE + " (its pid, then no process left)",
+    "DIGITFLOW_SERVER=0 dvc repro": (
+        "test_pipeline.py::test_same_params_give_identical_bytes_across_runs_and_thread_counts (the cold run: "
+        "the same bytes and MLflow params and metrics as the warm one)"
     ),
 }
 

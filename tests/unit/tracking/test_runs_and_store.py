@@ -172,3 +172,34 @@ def test_trial_runs_are_tagged_with_the_study_and_trial(tmp_path: Path, monkeypa
     assert tags["digitflow.sweep.study"] == "tune"
     assert tags["digitflow.sweep.trial"] == "3"
     assert "digitflow.sweep.study" not in run_tags("train_torch", "digits", {})
+
+
+def test_a_new_store_is_a_copy_of_the_cached_empty_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two new stores: both from the template (made once per MLflow version, in the user's cache), each
+    with its own Default experiment, the pipeline's experiment as id 1, and MLflow's current schema."""
+    import sqlite3
+
+    import mlflow
+
+    from digitflow.tracking.store import prepare_experiment, store_template
+
+    template = store_template()
+    assert template is not None
+    assert template.is_file()
+    assert mlflow.__version__ in template.name
+    for name in ("one", "two"):
+        repository = tmp_path / name
+        repository.mkdir()
+        monkeypatch.chdir(repository)
+        assert prepare_experiment("digitflow") == "1"
+        with sqlite3.connect(repository / "mlflow.db") as db:
+            experiments = db.execute("SELECT experiment_id, name, artifact_location FROM experiments").fetchall()
+            version = db.execute("SELECT version_num FROM alembic_version").fetchall()
+        assert experiments == [
+            (0, "Default", str(repository / "mlruns" / "0")),
+            (1, "digitflow", (repository / "mlartifacts").as_uri()),
+        ]
+        with sqlite3.connect(template) as db:
+            assert version == db.execute("SELECT version_num FROM alembic_version").fetchall()
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'one' / 'mlflow.db'}")
+    assert client.get_experiment_by_name("digitflow").tags["mlflow.experimentKind"] == "custom_model_development"
