@@ -33,8 +33,12 @@ def apply_http_defaults(environ: MutableMapping[str, str] | None = None) -> None
 
 def quiet_store_logs(debug: bool) -> None:
     """MLflow logs a store failure with its whole traceback before raising it; the stage's one message
-    says it already. ``DIGITFLOW_DEBUG=1`` keeps MLflow's log."""
+    says it already. Its INFO lines (validating an input example, ...) are noise in a stage's log.
+    ``DIGITFLOW_DEBUG=1`` keeps MLflow's log."""
     if not debug:
+        # Set after `import mlflow`, which sets its logger's level (INFO) when a cold stage first imports
+        # it; a warm stage's MLflow was imported by the server, so this keeps both stages' logs alike.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         # urllib3 logs each retry; the stage's message says where it gave up, and after how long.
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)

@@ -47,6 +47,9 @@ class ModelFilesError(DigitflowError):
     """A registered model's files differ from those its registrar recorded, or were never recorded."""
 
 
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
 def files_digest(folder: Path) -> str:
     """SHA-256 of ``sha256sum``-style lines (file digest, relative path), sorted by path, of every file."""
     lines = []
@@ -55,11 +58,22 @@ def files_digest(folder: Path) -> str:
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
-def download(model_uri: str, destination: Path | None = None) -> Path:
+def download(model_uri: str, destination: Path | None = None, progress: bool = True) -> Path:
+    """The model's files in ``destination`` (a new temporary folder by default); MLflow's progress bar
+    unless ``progress`` is false (the registrar's copy of a model just logged: a few small files)."""
     import mlflow
 
     destination = destination or Path(tempfile.mkdtemp(prefix="digitflow-model-"))
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(destination)))
+    saved = os.environ.get(PROGRESS_BAR_ENV)
+    if not progress:
+        os.environ[PROGRESS_BAR_ENV] = "false"  # read by MLflow at each download
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(destination)))
+    finally:
+        if saved is None:
+            os.environ.pop(PROGRESS_BAR_ENV, None)
+        else:
+            os.environ[PROGRESS_BAR_ENV] = saved
 
 
 def registration_wanted(environ: Mapping[str, str] | None = None) -> bool:
@@ -84,7 +98,7 @@ def register_logged_model(run: Any, logged: Any, model_name: str, environ: Mappi
         return record
     name = REGISTERED_MODELS[model_name]
     with tempfile.TemporaryDirectory(prefix="digitflow-model-") as folder:
-        digest = files_digest(download(logged.model_uri, Path(folder)))
+        digest = files_digest(download(logged.model_uri, Path(folder), progress=False))
     tags = {DIGEST_TAG: digest, BRANCH_TAG: current_branch(), COMMIT_TAG: commit_id() or "unknown"}
     try:
         version = mlflow.register_model(logged.model_uri, name, tags=tags)
