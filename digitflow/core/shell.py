@@ -35,11 +35,6 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
     message) is printed first, for bug reports.
     """
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
-    # MLflow's INFO lines and its progress bar for the few local files a stage downloads (the registered
-    # model's digest) are noise in a stage's log. The variable covers an `import mlflow` still to come (it
-    # sets its logger's level from it), the level one already done (a warm stage's), so both log alike.
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -335,7 +335,7 @@ def validate(project: Path, folder: Path, **env: str) -> subprocess.CompletedPro
 def test_a_servers_life(project_copy: Path) -> None:
     """In a folder of its own: a server started from a clone that is then deleted serves on; an edit of a
     project module is picked up by the next warm stage, and the modules the server itself loaded come
-    from the stage's folder too; another OMP_NUM_THREADS starts
+    from the stage's folder too; another OMP_NUM_THREADS (with an MLflow log level) starts
     another server, which stops after its quiet period; a SIGKILLed server makes the next stage run cold
     and start a new one; `digitflow server stop` leaves no process."""
     folder = Path(os.environ["DIGITFLOW_SERVER_DIR"]).parent / f"{WARM_SERVER_DIR.name}-life"
@@ -364,7 +364,11 @@ def test_a_servers_life(project_copy: Path) -> None:
         assert served(folder, starter) == []  # it ran cold: the server was not ready yet
         assert server_pids(folder) == [first]
 
-        other = validate(project_copy, folder, OMP_NUM_THREADS="3", DIGITFLOW_SERVER_IDLE="8")
+        # MLflow's logging level is part of the key too (read at import), and an MLFLOW_ variable, which
+        # the server's start must pass on although it passes on no other MLFLOW_ setting.
+        other = validate(
+            project_copy, folder, OMP_NUM_THREADS="3", MLFLOW_LOGGING_LEVEL="ERROR", DIGITFLOW_SERVER_IDLE="8"
+        )
         assert "[digitflow] starting a warm stage server" in other.stderr
         assert "[validate] params.yaml is valid" in other.stderr  # cold, meanwhile
         wait_until(lambda: "OMP_NUM_THREADS=3" in status(folder), 180, "a second server starts", folder)

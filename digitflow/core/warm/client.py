@@ -31,6 +31,7 @@ from digitflow.core.warm.identity import (
     enabled,
     identity,
     key_of,
+    load_time_variables,
     private_dir,
     server_dir,
 )
@@ -182,12 +183,13 @@ def start_server(files: ServerFiles, stale: Path | None = None, environ: Mapping
 
     from digitflow.core.processes import isolated_env
 
+    environ = os.environ if environ is None else environ
     subprocess.Popen(
         [sys.executable, "-m", "digitflow.core.warm.server", str(files.folder), files.key],
         cwd=PACKAGE_ROOT,
-        env=isolated_env(
-            os.environ if environ is None else environ
-        ),  # none of this stage's tracking credentials or DVC run variables
+        # None of this stage's tracking credentials or DVC run variables, but every variable of its key
+        # (MLflow's logging settings are read at import): the server checks it was started for that key.
+        env=isolated_env(environ, **load_time_variables(environ)),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
