@@ -144,7 +144,7 @@ def test_a_queued_grid_gives_the_same_bytes_runs_and_logs_warm_and_cold(
         assert warm[c]["runs"]["train_sklearn"]["params"]["C"] == str(c)
         assert warm[c]["log"] == cold[c]["log"]
         assert "[train_sklearn] val accuracy" in warm[c]["log"]
-    assert warm[0.25]["files"]["models/sklearn/model.pkl"] != warm[0.75]["files"]["models/sklearn/model.pkl"]
+    assert warm[0.25]["files"]["models/sklearn/model.npz"] != warm[0.75]["files"]["models/sklearn/model.npz"]
 
 
 # --- signals ------------------------------------------------------------------------------------------
