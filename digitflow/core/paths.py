@@ -59,9 +59,9 @@ EVALUATION_LOG_FILE = EVALUATION_DIR / "evaluation.log"
 EVALUATION_WORKBOOK_FILE = EVALUATION_DIR / "evaluation.xlsx"
 REPORT_FILE = REPORTS_DIR / "report.md"
 FIGURES_DIR = REPORTS_DIR / "figures"
-# `digitflow pr-report`: not a pipeline output (it compares the pipeline's outputs with a base revision).
 # The search space of `digitflow sweep`, at the repository root; not a pipeline input.
 SWEEP_FILE = Path("sweep.yaml")
+# `digitflow pr-report`: not a pipeline output (it compares the pipeline's outputs with a base revision).
 PR_COMMENT_FILE = REPORTS_DIR / "pr" / "comment.md"
 
 # `dvc plots show --html-template` page with Vega inlined (digitflow/reporting/offline_plots.py); in DVC's own
