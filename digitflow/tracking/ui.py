@@ -245,6 +245,9 @@ def open_ui(study: str | None, wanted_port: int | None, browser: bool) -> None:
         port = free_port()
     log_path = Path.cwd() / LOG_FILE
     log.info("starting mlflow ui for %s on http://%s:%d (its log: %s)", uri, HOST, port, log_path)
+    # Ctrl-C is how the server is stopped: a shell that started this command in the background (or a CI
+    # runner) may have it ignore SIGINT, which Python then leaves ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     process = start_server(uri, port, log_path)
     try:
         wait_until_serving(process, port, experiment, log_path)

@@ -21,7 +21,7 @@ import yaml
 from digitflow.sweep.space import load_config
 from tests.conftest import git, make_project_copy, pipeline_env, run
 from tests.support import browser, services
-from tests.support.ps_watch import command_lines_seen
+from tests.support.ps_watch import command_lines_seen, group_runs
 from tests.support.readme import readme_command, readme_commands
 from tests.support.sweeps import SPACE
 
@@ -395,7 +395,10 @@ def _killed_sweep(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -
             break
         time.sleep(1)
     assert study is not None, tail(logs)
-    time.sleep(10)  # well inside its trial: `dvc exp run` has started the stages
+    # Well inside its trial: while its first training stage runs (a warm stage takes a second or two, so a
+    # fixed wait would often land after the trial's runs had finished).
+    while time.time() < deadline and not group_runs(workers[0].pid, "-m stages.train_sklearn"):
+        time.sleep(0.05)
     os.killpg(workers[0].pid, signal.SIGKILL)  # the worker and its dvc and stage processes, like a lost machine
     codes = finish(workers, logs)
     assert codes[0] == -signal.SIGKILL

@@ -135,8 +135,15 @@ def render(url: str, ready: Callable[[str], bool], shot: Path, timeout: float = 
             ws_url = _page_socket(Path(profile), process)
             return asyncio.run(_render(ws_url, url, ready, timeout, shot))
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            # Chromium's helpers (renderer, GPU, crash handler) are in its process group and may still write
+            # to the profile after the browser itself exits: end them all before the profile is removed.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
 
 
 def _page_socket(profile: Path, process: subprocess.Popen[bytes], timeout: float = 60) -> str:

@@ -7,6 +7,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 
 def _command_lines() -> set[str]:
@@ -42,3 +43,16 @@ def command_lines_seen(every: float = 0.02) -> Iterator[set[str]]:
 def leaked(seen: Iterable[str], secrets: Iterable[str]) -> list[str]:
     """The secrets (at least 8 characters, so no accident matches) that appear in a command line seen."""
     return [secret for secret in secrets if len(secret) >= 8 and any(secret in line for line in seen)]
+
+
+def group_runs(pgid: int, fragment: str) -> bool:
+    """Whether a process of process group ``pgid`` has ``fragment`` in its command line."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+            command = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ")
+            if int(fields[2]) == pgid and fragment in command.decode(errors="replace"):
+                return True
+    return False
