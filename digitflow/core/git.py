@@ -50,9 +50,21 @@ def is_dirty(cwd: Path | None = None, exclude: Sequence[Path] = ()) -> bool | No
 
 
 def current_branch(cwd: Path | None = None, environ: dict[str, str] | None = None) -> str:
-    """The branch checked out (``main``); on a detached HEAD, the pull request's source branch that GitHub
-    Actions names in ``GITHUB_HEAD_REF``, else ``""``."""
+    """The branch checked out (``main``). On a detached HEAD: inside a DVC experiment (``dvc exp run``
+    detaches HEAD at the experiment's baseline commit, ``DVC_EXP_BASELINE_REV``), the branch whose tip that
+    commit is (the first by name if several are); else the pull request's source branch that GitHub
+    Actions names in ``GITHUB_HEAD_REF``; else ``""``."""
     import os
 
     environ = dict(os.environ) if environ is None else environ
-    return try_git("symbolic-ref", "--short", "-q", "HEAD", cwd=cwd) or environ.get("GITHUB_HEAD_REF", "")
+    checked_out = try_git("symbolic-ref", "--short", "-q", "HEAD", cwd=cwd)
+    if checked_out:
+        return checked_out
+    baseline = environ.get("DVC_EXP_BASELINE_REV")
+    if baseline:
+        # DVC_ROOT: the user's repository, where a `--temp` or queued experiment's branches are.
+        root = Path(environ["DVC_ROOT"]) if environ.get("DVC_ROOT") else cwd
+        tips = try_git("for-each-ref", f"--points-at={baseline}", "--format=%(refname:short)", "refs/heads", cwd=root)
+        if tips:
+            return sorted(tips.split())[0]
+    return environ.get("GITHUB_HEAD_REF", "")

@@ -12,13 +12,15 @@ so a power cut leaves the old content or the new, never an empty or half-written
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -163,7 +165,24 @@ def save_array(path: Path, array: np.ndarray) -> None:
 
 def save_arrays(path: Path, **arrays: np.ndarray) -> None:
     with atomic_path(path) as tmp, tmp.open("wb") as handle:
-        np.savez(handle, **arrays)
+        write_npz(handle, arrays)
+
+
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
+
+
+def write_npz(handle: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
+    """``np.savez``'s format (``np.load`` reads it) in bytes that depend on the arrays alone. NumPy streams
+    each member with ``force_zip64``, whose headers differ between Python patch releases (3.11.2 and 3.11.7
+    write other bytes for the same arrays), so a ``dvc.lock`` made on one would not match a run on another.
+    Here each member is serialised first, then stored whole (zip64 only past 2 GiB), dated ``ZIP_TIME``."""
+    with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_TIME)
+            info.create_system, info.external_attr = 3, 0o644 << 16  # as written on Unix, on every system
+            archive.writestr(info, member.getbuffer())
 
 
 def save_figure(figure: Any, path: Path) -> None:

@@ -19,10 +19,10 @@ import pandas as pd
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
+from digitflow.core.io import ZIP_TIME
 from digitflow.evaluation.evaluate import ModelEvaluation, confusion_frame, metrics_by_model
 
 FIXED_TIME = datetime.datetime(2000, 1, 1)
-ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
 DECIMAL = "0.0000"
 INTEGER = "0"
 MAX_WIDTH = 40

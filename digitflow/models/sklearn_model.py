@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from digitflow.core.io import atomic_path
+from digitflow.core.io import atomic_path, write_npz
 from digitflow.core.params import TrainSklearnParams
 
 CLASSIFIER_STEP = "logreg"
@@ -80,7 +80,7 @@ def model_bytes(model: Pipeline) -> bytes:
     bytes (sorted names, fixed zip timestamps, no object ids)."""
     header = json.dumps({"format": FORMAT, **_settings(model)}, sort_keys=True).encode()
     buffer = io.BytesIO()
-    np.savez(buffer, **{HEADER: np.frombuffer(header, dtype=np.uint8)}, **_fitted_arrays(model))
+    write_npz(buffer, {HEADER: np.frombuffer(header, dtype=np.uint8), **_fitted_arrays(model)})
     return buffer.getvalue()
 
 

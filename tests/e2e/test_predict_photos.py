@@ -190,7 +190,9 @@ def test_digits_drawn_large_get_the_original_prediction(
         files.append(tmp_path / f"{number}.png")
     monkeypatch.chdir(project)
     loaded = {model: local_predictor(model) for model in MODELS}
-    (card,) = {card for _, card in loaded.values()}  # both models' cards are the same
+    cards = [card for _, card in loaded.values()]
+    assert cards[0] == cards[1]  # both models' cards are the same
+    card = cards[0]
     assert card.image_recipe == "uci-digits"
     rows = pixel_rows(convert_files(files, card))
     for model, (predictor, _) in loaded.items():

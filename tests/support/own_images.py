@@ -32,7 +32,7 @@ def plant_unreadable(folder: Path) -> dict[str, str]:
     (folder / "square" / "broken.png").write_bytes(whole[: len(whole) // 2])
     (folder / "README.txt").write_text("shapes drawn by the team\n")
     (folder / "cross" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
-    return {"circle/notes.txt": "not a PNG or JPEG file", "square/broken.png": "a damaged PNG file"}
+    return {"circle/notes.txt": "not a PNG or JPEG image", "square/broken.png": "damaged or truncated image"}
 
 
 def plant_cross_class_duplicate(folder: Path) -> tuple[str, str]:

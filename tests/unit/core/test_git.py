@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from digitflow.core.git import GitError, commit_id, git, is_dirty, run_git, try_git
+from digitflow.core.git import GitError, commit_id, current_branch, git, is_dirty, run_git, try_git
 
 
 @pytest.fixture
@@ -75,3 +75,24 @@ def test_is_dirty(repo: Path, tmp_path: Path) -> None:
     assert is_dirty(cwd=repo, exclude=[Path("metrics")]) is True
     git("add", "code.py", cwd=repo)  # staged but not committed is still not the commit
     assert is_dirty(cwd=repo, exclude=[Path("metrics")]) is True
+
+
+def test_current_branch_on_a_branch_in_a_dvc_experiment_and_in_a_pull_request(repo: Path, tmp_path: Path) -> None:
+    first = commit(repo, a="1")
+    assert current_branch(repo, {}) == "main"
+    git("checkout", "-q", "--detach", cwd=repo)  # as `dvc exp run` leaves the workspace while it runs
+    assert current_branch(repo, {}) == ""
+    experiment = {"DVC_EXP_BASELINE_REV": first}
+    assert current_branch(repo, experiment) == "main"
+    git("branch", "feature", cwd=repo)  # two branches at the baseline: the first by name
+    assert current_branch(repo, experiment) == "feature"
+    # A `--temp` experiment runs in a copy; DVC_ROOT names the user's repository, where the branches are.
+    copy = tmp_path / "copy"
+    git("clone", "-q", str(repo), str(copy))
+    git("checkout", "-q", "--detach", cwd=copy)
+    for branch in git("for-each-ref", "--format=%(refname:short)", "refs/heads", cwd=copy).split():
+        git("branch", "-D", branch, cwd=copy)  # its branches are remote ones only, as in DVC's copy
+    assert current_branch(copy, experiment) == ""
+    assert current_branch(copy, {**experiment, "DVC_ROOT": str(repo)}) == "feature"
+    assert current_branch(repo, {"DVC_EXP_BASELINE_REV": commit(repo, a="2")}) == ""  # no branch there
+    assert current_branch(repo, {"GITHUB_HEAD_REF": "fix-typo"}) == "fix-typo"
