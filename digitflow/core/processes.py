@@ -8,6 +8,7 @@ server of the team stack) must not inherit the caller's: ``mlflow.set_tracking_u
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,6 +56,19 @@ def process_identity(pid: int) -> dict[str, object] | None:
     except OSError:
         return None
     return {"start_time": int(fields[19]), "cmdline": [arg.decode(errors="replace") for arg in argv if arg]}
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes in process group ``pgid`` (zombies left out): a service and every worker it started,
+    a command and the processes it ran."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            with contextlib.suppress(IndexError, ValueError):
+                if fields and int(fields[2]) == pgid and fields[0] != "Z":
+                    members.append(int(entry.name))
+    return members
 
 
 def process_alive(pid: int) -> bool:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from digitflow.core.io import write_text
-from digitflow.core.processes import process_alive, process_identity
+from digitflow.core.processes import group_members, process_alive, process_identity
 from digitflow.team.config import StackError
 
 
@@ -38,18 +38,6 @@ def read_pid(pid_file: Path) -> int | None:
         return pid
     pid_file.unlink(missing_ok=True)
     return None
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live processes in process group ``pgid``: a service and every worker it started."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[2]) == pgid and fields[0] != "Z":
-                    members.append(int(entry.name))
-    return members
 
 
 def start_process(command: list[str], env: dict[str, str], log_file: Path, pid_file: Path) -> int:

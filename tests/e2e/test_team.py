@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from digitflow.core import names, paths
+from digitflow.core.processes import group_members
 from digitflow.team.config import (
     ARTIFACTS_BUCKET,
     CONFIG_NAME,
@@ -38,7 +39,7 @@ from digitflow.team.config import (
     port_is_free,
     user_files,
 )
-from digitflow.team.supervisor import group_members, read_pid
+from digitflow.team.supervisor import read_pid
 from digitflow.tracking.links import COMPARISON
 from digitflow.tracking.model_files import BRANCH_TAG, DIGEST_TAG
 from tests.conftest import PROJECT_ROOT, git, run

@@ -7,7 +7,8 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+
+from digitflow.core.processes import group_members, process_identity
 
 
 def _command_lines() -> set[str]:
@@ -47,12 +48,5 @@ def leaked(seen: Iterable[str], secrets: Iterable[str]) -> list[str]:
 
 def group_runs(pgid: int, fragment: str) -> bool:
     """Whether a process of process group ``pgid`` has ``fragment`` in its command line."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
-            command = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ")
-            if int(fields[2]) == pgid and fragment in command.decode(errors="replace"):
-                return True
-    return False
+    identities = (process_identity(pid) for pid in group_members(pgid))
+    return any(fragment in " ".join(found["cmdline"]) for found in identities if found)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from digitflow.core.processes import NO_TELEMETRY, isolated_env, process_alive
+from digitflow.core.processes import NO_TELEMETRY, group_members, isolated_env, process_alive
 
 
 def test_isolated_env_drops_the_callers_context_and_turns_telemetry_off() -> None:
@@ -80,3 +80,22 @@ def test_a_zombie_is_not_alive() -> None:
         assert not process_alive(child.pid)
     finally:
         child.wait()
+
+
+def test_group_members_are_a_new_sessions_live_processes() -> None:
+    """A shell in a session of its own and the sleep it started; none once the group is killed."""
+    leader = subprocess.Popen(["bash", "-c", "sleep 30 & wait"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(group_members(leader.pid)) < 2:
+            assert time.monotonic() < deadline, "the shell did not start its sleep"
+            time.sleep(0.05)
+        assert leader.pid in group_members(leader.pid)
+        assert os.getpid() not in group_members(leader.pid)
+    finally:
+        os.killpg(leader.pid, 9)
+        leader.wait()
+    deadline = time.monotonic() + 30
+    while group_members(leader.pid):  # the sleep, reparented, is reaped by init
+        assert time.monotonic() < deadline, "a member outlived the group's kill"
+        time.sleep(0.05)
