@@ -41,6 +41,13 @@ def commit_id(revision: str = "HEAD", cwd: Path | None = None) -> str | None:
     return try_git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}", cwd=cwd) or None
 
 
+def differs_from_commit(path: Path) -> bool:
+    """Whether the file at ``path`` differs from its version in the commit checked out in its repository
+    (False outside one, or for a file git does not track)."""
+    path = Path(path).resolve()
+    return bool(try_git("status", "--porcelain", "--untracked-files=no", "--", path.name, cwd=path.parent))
+
+
 def is_dirty(cwd: Path | None = None, exclude: Sequence[Path] = ()) -> bool | None:
     """Whether tracked files differ from the commit (``exclude``: paths whose changes do not count);
     ``None`` outside a repository."""

@@ -245,7 +245,23 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path} is not valid YAML: {exc}") from None
-    return parse_params(raw, str(path))
+    try:
+        return parse_params(raw, str(path))
+    except ParamsError as exc:
+        raise ParamsError(f"{exc}{edited_hint(path)}") from None
+
+
+def edited_hint(path: Path) -> str:
+    """What to do about an invalid params file that is not the committed one: a failed ``dvc exp run -S``
+    leaves its values in the workspace's file, where the next experiment (and the queue) starts from them."""
+    from digitflow.core.git import differs_from_commit
+
+    if not differs_from_commit(path):
+        return ""
+    return (
+        f"\n{path} differs from the last commit (a failed `dvc exp run -S ...` leaves its values in it): "
+        f"`git diff {path}` shows what changed, `git checkout {path}` puts the committed one back"
+    )
 
 
 def set_dotted(params: MutableMapping[str, Any], key: str, value: Any) -> None:

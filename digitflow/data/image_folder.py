@@ -72,8 +72,9 @@ def _files_under(folder: Path) -> Iterator[Path]:
         yield from (Path(root) / name for name in sorted(files) if _visible(name))
 
 
-def list_folder(folder: Path) -> Listing:
-    """The classes and files of ``folder``; a folder that cannot make a dataset is refused, saying why."""
+def require_folder(folder: Path) -> Path:
+    """``folder``, refused unless it is a folder (checked by the validate stage too: DVC hashes the fetch
+    stage's dependency, this folder, before fetch could say what is wrong)."""
     folder = Path(folder)
     if not folder.is_dir():
         what = "is a file, not a folder" if folder.exists() else "does not exist"
@@ -81,6 +82,12 @@ def list_folder(folder: Path) -> Listing:
             f"data.folder = {folder} {what}: point data.folder (params.yaml) at a folder holding one subfolder of "
             "PNG or JPEG images per class (docs/own_images.md)"
         )
+    return folder
+
+
+def list_folder(folder: Path) -> Listing:
+    """The classes and files of ``folder``; a folder that cannot make a dataset is refused, saying why."""
+    folder = require_folder(folder)
     entries = sorted(entry for entry in folder.iterdir() if _visible(entry.name))
     class_dirs = [entry for entry in entries if entry.is_dir()]
     files = [(entry.name, path) for entry in class_dirs for path in _files_under(entry)]

@@ -29,6 +29,7 @@ from typing import Any
 from digitflow.core.errors import DigitflowError
 from digitflow.core.git import commit_id, current_branch
 from digitflow.core.names import REGISTERED_MODELS
+from digitflow.core.progress import is_terminal
 from digitflow.tracking.links import without_credentials
 from digitflow.tracking.runs import RunInfo
 from digitflow.tracking.store import tracking_uri
@@ -58,14 +59,15 @@ def files_digest(folder: Path) -> str:
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
-def download(model_uri: str, destination: Path | None = None, progress: bool = True) -> Path:
-    """The model's files in ``destination`` (a new temporary folder by default); MLflow's progress bar
-    unless ``progress`` is false (the registrar's copy of a model just logged: a few small files)."""
+def download(model_uri: str, destination: Path | None = None, progress: bool | None = None) -> Path:
+    """The model's files in ``destination`` (a new temporary folder by default). MLflow's progress bar in a
+    terminal (``progress`` None), never if ``progress`` is false: the registrar's copy of a model just
+    logged is a few small files, and without a terminal a bar is a line of carriage returns in a log."""
     import mlflow
 
     destination = destination or Path(tempfile.mkdtemp(prefix="digitflow-model-"))
     saved = os.environ.get(PROGRESS_BAR_ENV)
-    if not progress:
+    if not (is_terminal() if progress is None else progress):
         os.environ[PROGRESS_BAR_ENV] = "false"  # read by MLflow at each download
     try:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(destination)))

@@ -98,6 +98,25 @@ def test_params_no_stage_reads_are_validated_without_rerunning_stages(project: P
     assert re.findall(r"Running stage '([^']+)'", result.stdout) == ["validate"]
 
 
+def test_a_failed_experiment_setting_and_a_missing_folder_are_named_before_any_work(project: Path) -> None:
+    """`dvc exp run -S` with a bad value: the message says the value stays in params.yaml and how to put the
+    committed file back; a data.folder that does not exist is named by the validate stage, before DVC
+    reaches the fetch stage that depends on it."""
+    result = run(project, "dvc", "exp", "run", "-S", "train_sklearn.C=-1", check=False)
+    assert result.returncode != 0
+    assert "train_sklearn.C: Input should be greater than 0 (got -1)" in result.stderr
+    assert "params.yaml differs from the last commit" in result.stderr
+    assert "`git checkout params.yaml` puts the committed one back" in result.stderr
+    run(project, "git", "checkout", "params.yaml")
+    missing = project.parent / "no-such-pictures"
+    result = run(project, "dvc", "exp", "run", "-S", "data.dataset=folder", "-S", f"data.folder={missing}", check=False)
+    assert result.returncode != 0
+    assert re.findall(r"Running stage '([^']+)'", result.stdout) == ["validate"]
+    assert f"[validate] error: data.folder = {missing} does not exist: point data.folder" in result.stderr
+    assert "No such file or directory" not in result.stdout + result.stderr
+    run(project, "git", "checkout", "params.yaml")
+
+
 # --- 6. params errors before heavy imports -----------------------------------------------------------
 
 

@@ -354,3 +354,31 @@ def test_folder_settings_reach_the_params():
 @pytest.mark.parametrize(("key", "value"), [("folder", ""), ("centre_ink", "yes"), ("skip_unreadable", 1)])
 def test_folder_settings_are_checked_like_every_other(key, value):
     assert f"data.{key}" in params_error(with_value("data", key, value))
+
+
+def test_an_invalid_file_that_is_not_the_committed_one_says_how_to_undo_the_edit(tmp_path: Path):
+    """A failed `dvc exp run -S` leaves its value in params.yaml, where the next experiment starts from it:
+    the message says so, with the commands, only when the file differs from the commit."""
+    from digitflow.core.git import git
+
+    path = tmp_path / "params.yaml"
+    path.write_text("train_torch:\n  lr: -3\n")
+    with pytest.raises(ParamsError) as caught:
+        load_params(path)
+    assert "differs from the last commit" not in str(caught.value)  # not in a repository
+    git("init", "-q", cwd=tmp_path)
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "start", cwd=tmp_path)
+    git("add", "params.yaml", cwd=tmp_path)
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "params", cwd=tmp_path)
+    with pytest.raises(ParamsError) as caught:
+        load_params(path)
+    assert "differs from the last commit" not in str(caught.value)  # the committed file is invalid itself
+    path.write_text("train_torch:\n  lr: -4\n")
+    with pytest.raises(ParamsError) as caught:
+        load_params(path)
+    message = str(caught.value)
+    assert "train_torch.lr" in message
+    assert message.endswith(
+        f"{path} differs from the last commit (a failed `dvc exp run -S ...` leaves its values in it): "
+        f"`git diff {path}` shows what changed, `git checkout {path}` puts the committed one back"
+    )
