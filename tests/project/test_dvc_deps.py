@@ -1,5 +1,6 @@
-"""Each stage's code deps in dvc.yaml are exactly the project modules it can import, so a change to any
-of them re-runs the stage (and nothing else does). Found by a static scan of every import, those inside
+"""Each stage's code deps in dvc.yaml are exactly the project modules it can import (less the hand-over to
+a warm stage server, which decides where it runs, not what it computes), so a change to any of them
+re-runs the stage (and nothing else does). Found by a static scan of every import, those inside
 functions included; `python -m tests.support.imports --write` brings dvc.yaml up to date."""
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ def test_stage_deps_name_every_module_it_imports(name: str) -> None:
         f"{name} imports {missing}, which its dvc.yaml deps do not name (fix: {__doc__.split('; ')[-1]})"
     )
     assert not extra, f"{name} lists {extra} in dvc.yaml but does not import them"
+
+
+def test_the_warm_hand_over_is_not_a_dep_but_the_cpu_pins_are() -> None:
+    for name, stage in STAGES.items():
+        declared = declared_code(stage)
+        assert not [dep for dep in declared if dep.startswith("digitflow/core/warm/")], name
+        assert "digitflow/core/determinism.py" in declared, name  # applied before NumPy loads: it is an input
+        assert "stages/__init__.py" in declared, name
 
 
 def test_imports_inside_functions_count(tmp_path: Path) -> None:

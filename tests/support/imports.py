@@ -90,10 +90,35 @@ def external_packages(module: str, root: Path = ROOT) -> set[str]:
     return {package for package in found if package not in PROJECT_PACKAGES}
 
 
+# The hand-over of ``python -m stages.<name>`` to a warm stage server decides where a stage runs, not what
+# it computes (warm and cold write the same bytes: tests/e2e/test_warm_server.py), so, like DVC's own code,
+# it is not a dep: an edit there re-runs nothing. What only the hand-over imports leaves the deps with it,
+# and every stage's dvc.lock entry is that much shorter (DVC re-reads and rewrites all of dvc.lock after
+# each stage it runs).
+HAND_OVER = "digitflow.core.warm.client"
+
+
 def code_deps(module: str, root: Path = ROOT) -> list[str]:
-    """The files (posix, relative to the root) of ``closure(module)``, sorted: a stage's code deps."""
-    files = {module_file(name, root) for name in closure(module, root)}
+    """The files (posix, relative to the root) of ``closure(module)`` less what only the hand-over
+    imports, sorted: a stage's code deps."""
+    hand_over_only = closure(HAND_OVER, root) - _closure_without(module, HAND_OVER, root)
+    files = {module_file(name, root) for name in closure(module, root) - hand_over_only}
     return sorted(path.relative_to(root).as_posix() for path in files if path is not None)
+
+
+def _closure_without(module: str, skipped: str, root: Path) -> set[str]:
+    """``closure(module)`` as if nothing imported ``skipped``."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        current = todo.pop()
+        if current == skipped:
+            continue
+        for name in with_packages([current]):
+            if name not in seen:
+                seen.add(name)
+                todo.extend(direct_imports(name, root) | with_packages([name]))
+    return seen
 
 
 def project_modules(root: Path = ROOT, package: str = "digitflow") -> list[str]:

@@ -33,24 +33,61 @@ def history(epochs: int = 4) -> pd.DataFrame:
     )
 
 
+def tiles(figure: Figure) -> tuple[list, list]:
+    """The pictures and captions of a grid figure (one axes holds them all), in reading order."""
+    (ax,) = figure.axes
+    return list(ax.images), list(ax.texts)
+
+
+def cell(image) -> tuple[float, float]:
+    """The (column, row) position of a tile: its left and top edges, in the axes' units."""
+    left, _right, _bottom, top = image.get_extent()
+    return left, top
+
+
 @pytest.mark.parametrize(("n", "ncols", "grid"), [(7, 3, (3, 3)), (30, 10, (3, 10)), (4, 10, (1, 4)), (0, 10, (1, 1))])
 def test_image_grid_layout(n, ncols, grid):
     images = np.random.default_rng(0).integers(0, 17, size=(n, 8, 8))
     titles = [f"label {i}" for i in range(n)]
     figure = image_grid(images, titles, ncols=ncols, title="Training images")
     assert isinstance(figure, Figure)
-    assert len(figure.axes) == grid[0] * grid[1]
-    assert images_drawn(figure) == n
-    drawn_titles = [ax.get_title() for ax in figure.axes if ax.images]
-    assert drawn_titles == titles
+    drawn, captions = tiles(figure)
+    assert len(drawn) == n
+    assert [caption.get_text() for caption in captions] == titles
+    lefts = sorted({cell(image)[0] for image in drawn})
+    tops = sorted({cell(image)[1] for image in drawn})
+    assert (len(tops), len(lefts)) == (grid if n else (0, 0))
     if n:
-        np.testing.assert_array_equal(figure.axes[n - 1].images[0].get_array(), images[n - 1])
+        np.testing.assert_array_equal(drawn[n - 1].get_array(), images[n - 1])
+        # Row by row, left to right, each caption centred over its own picture.
+        assert [cell(image) for image in drawn] == sorted((cell(image) for image in drawn), key=lambda c: (c[1], c[0]))
+        for image, caption in zip(drawn, captions, strict=True):
+            left, right, _bottom, top = image.get_extent()
+            x, y = caption.get_position()
+            assert x == pytest.approx((left + right) / 2)
+            assert y < top  # above it (rows grow downwards)
     assert figure.get_suptitle() == "Training images"
+
+
+def test_image_grid_scales_each_picture_to_itself():
+    faint, bold = np.full((8, 8), 1.0), np.full((8, 8), 16.0)
+    faint[0, 0], bold[0, 0] = 0.0, 0.0
+    drawn, _ = tiles(image_grid(np.stack([faint, bold]), ["faint", "bold"]))
+    assert [image.get_clim() for image in drawn] == [(0.0, 1.0), (0.0, 16.0)]
 
 
 def test_image_grid_title_colors():
     figure = image_grid(np.zeros((2, 8, 8)), ["a", "b"], title_colors=["firebrick", "navy"])
-    assert [ax.title.get_color() for ax in figure.axes] == ["firebrick", "navy"]
+    assert [caption.get_color() for caption in tiles(figure)[1]] == ["firebrick", "navy"]
+
+
+def test_grid_figures_keep_the_pictures_shape(tmp_path: Path):
+    """A tile is drawn with the picture's own proportions (tall pictures stay tall) once saved."""
+    figure = image_grid(np.zeros((3, 28, 14)), ["a", "b", "c"], title="tall")
+    figure.draw_without_rendering()
+    (image, *_) = tiles(figure)[0]
+    box = image.get_window_extent()
+    assert box.height / box.width == pytest.approx(2.0, rel=0.02)
 
 
 def test_image_grid_refuses_mismatched_titles():
@@ -111,14 +148,13 @@ def test_learning_curves_names_missing_columns():
 def test_coefficient_images(classes, shape):
     coef = np.random.default_rng(1).normal(size=(classes, shape[0] * shape[1]))
     figure = coefficient_images(coef, shape, "weights")
-    assert len(figure.axes) == classes
-    assert images_drawn(figure) == classes
-    last = figure.axes[-1].images[0]
-    np.testing.assert_array_equal(last.get_array(), coef[-1].reshape(shape))
+    drawn, captions = tiles(figure)
+    assert images_drawn(figure) == len(drawn) == classes
+    np.testing.assert_array_equal(drawn[-1].get_array(), coef[-1].reshape(shape))
     # One symmetric colour scale for every class, so red and blue mean the same everywhere.
     limit = np.abs(coef).max()
-    assert {ax.images[0].get_clim() for ax in figure.axes} == {(-limit, limit)}
-    assert [ax.get_title() for ax in figure.axes] == [str(d) for d in range(classes)]
+    assert {image.get_clim() for image in drawn} == {(-limit, limit)}
+    assert [caption.get_text() for caption in captions] == [str(d) for d in range(classes)]
 
 
 @pytest.mark.parametrize(("coef_shape", "image_shape"), [((10, 63), (8, 8)), ((64,), (8, 8)), ((10, 64), (28, 28))])
@@ -181,7 +217,7 @@ def test_coefficient_images_are_titled_by_class_without_overlap(names, rows):
     coef = np.random.default_rng(0).normal(size=(rows, 12 * 10))
     figure = coefficient_images(coef, (12, 10), "scikit-learn LogisticRegression", names)
     figure.draw_without_rendering()  # runs the layout, as saving does
-    titles = [ax.title for ax in figure.axes if ax.images]
+    titles = tiles(figure)[1]
     if rows == 1:  # scikit-learn fits two classes with one row: for the second, against the first
         assert [title.get_text() for title in titles] == ["cross vs circle"]
     else:
@@ -199,4 +235,7 @@ def test_two_line_captions_stay_clear_of_the_title():
     captions = ["pred letter_Q\ntrue letter_O", "pred circle\ntrue cross"]
     figure = image_grid(np.zeros((2, 8, 8)), captions, title="scikit-learn LogisticRegression: misclassified")
     figure.draw_without_rendering()  # runs the layout, as saving does
-    assert boxes_overlap([*(ax.title for ax in figure.axes), figure._suptitle]) == []
+    drawn, captions = tiles(figure)
+    assert boxes_overlap([*captions, figure._suptitle]) == []
+    pictures = [image.get_window_extent() for image in drawn]
+    assert not any(caption.get_window_extent().overlaps(box) for caption in captions for box in pictures)
