@@ -44,8 +44,9 @@ def main() -> None:
     n_wrong = {}
     with atomic_dir(paths.FIGURES_DIR) as out:
 
-        def save(key: str, figure: object) -> None:
-            save_figure(figure, out / f"{key}.png")
+        def save(key: str, figure: object, tight: bool = False) -> None:
+            """Grids of pictures fit their figure exactly (no tight box needed); the learning curves do not."""
+            save_figure(figure, out / f"{key}.png", tight)
             relative[key] = f"{paths.FIGURES_DIR.name}/{key}.png"
 
         names = meta.class_names
@@ -53,7 +54,7 @@ def main() -> None:
         titles = [caption("label", names[labels[i]]) for i in samples]
         save("samples", image_grid(images[samples], titles, title="Training images, class by class"))
         history = read(paths.TORCH_HISTORY_FILE, pd.read_csv)
-        save("learning_curves", learning_curves(history))
+        save("learning_curves", learning_curves(history), tight=True)
         for model in MODEL_NAMES:
             relative[f"confusion_{model}"] = str(paths.confusion_png(model).relative_to(paths.REPORTS_DIR))
             predictions = read(

@@ -37,6 +37,7 @@ TILE = 1.0  # inches: a picture's longer side
 GAP = 0.2  # inches between tiles, and below each row
 LINE = 0.16  # inches per caption line at 8 points
 TITLE_BAND = 0.4  # inches above the grid for the figure's title
+TITLE_CHAR = 0.1  # inches per character of that title, at least (12 points), so it fits the figure's width
 
 
 def _tiles(
@@ -48,7 +49,9 @@ def _tiles(
     **style: Any,
 ) -> Figure:
     """``images`` in rows of ``ncols``, each under its caption, in one axes; ``style`` holds what each
-    caption and tile share (``fontsize``, ``colors``, and ``imshow``'s ``cmap``, ``vmin``, ``vmax``)."""
+    caption and tile share (``fontsize``, ``colors``, and ``imshow``'s ``cmap``, ``vmin``, ``vmax``).
+    Everything lies inside the figure as made, so it is saved as it is, without a tight box (which
+    would draw it twice)."""
     colors = style.pop("colors", None) or ["black"] * len(captions)
     fontsize = style.pop("fontsize", 8)
     nrows, ncols = _grid(max(len(images), 1), ncols)
@@ -60,7 +63,7 @@ def _tiles(
     cell_w, cell_h = max(tile_w, TILE) + GAP, band + tile_h + GAP
     grid_w, grid_h = ncols * cell_w, nrows * cell_h
     top = TITLE_BAND if title else 0.0
-    figure_w = max(grid_w, min_width)
+    figure_w = max(grid_w, min_width, TITLE_CHAR * len(title) + 0.4 if title else 0.0)
     figure = Figure(figsize=(figure_w, grid_h + top))
     ax = figure.add_axes(((figure_w - grid_w) / 2 / figure_w, 0.0, grid_w / figure_w, grid_h / (grid_h + top)))
     ax.set_axis_off()

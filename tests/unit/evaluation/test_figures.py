@@ -239,3 +239,29 @@ def test_two_line_captions_stay_clear_of_the_title():
     assert boxes_overlap([*captions, figure._suptitle]) == []
     pictures = [image.get_window_extent() for image in drawn]
     assert not any(caption.get_window_extent().overlaps(box) for caption in captions for box in pictures)
+
+
+LONG_TITLE = "scikit-learn LogisticRegression: misclassified"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: image_grid(np.zeros((1, 8, 8)), ["pred a_rather_long…\ntrue letter_Q"], title=LONG_TITLE),
+        lambda: image_grid(np.zeros((30, 28, 28)), [f"label {i}" for i in range(30)], title="Training images"),
+        lambda: coefficient_images(np.ones((2, 12 * 10)), (12, 10), "PyTorch logistic regression", LETTERS[:2]),
+        lambda: coefficient_images(np.ones((26, 64)), (8, 8), "scikit-learn LogisticRegression", LETTERS),
+    ],
+    ids=["one picture, long title", "30 pictures", "2 classes", "26 classes"],
+)
+def test_grids_fit_their_figure_so_nothing_is_cut_without_a_tight_box(make):
+    figure = make()
+    figure.draw_without_rendering()
+    inside = figure.bbox
+    drawn, captions = tiles(figure)
+    for artist in [*drawn, *captions, figure._suptitle]:
+        box = artist.get_window_extent()
+        assert inside.x0 <= box.x0, artist
+        assert inside.y0 <= box.y0, artist
+        assert box.x1 <= inside.x1, artist
+        assert box.y1 <= inside.y1, artist
