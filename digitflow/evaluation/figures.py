@@ -46,21 +46,22 @@ def _tiles(
     ncols: int,
     title: str | None,
     min_width: float = 0.0,
-    **style: Any,
+    fontsize: float = 8,
+    colors: Sequence[str] | None = None,
+    **imshow: Any,
 ) -> Figure:
-    """``images`` in rows of ``ncols``, each under its caption, in one axes; ``style`` holds what each
-    caption and tile share (``fontsize``, ``colors``, and ``imshow``'s ``cmap``, ``vmin``, ``vmax``).
+    """``images`` in rows of ``ncols``, each under its caption (in ``colors``, black by default), in one
+    axes; ``imshow`` holds the pictures' ``cmap`` and, for one scale for all, ``vmin`` and ``vmax``.
     Everything lies inside the figure as made, so it is saved as it is, without a tight box (which
     would draw it twice)."""
-    colors = style.pop("colors", None) or ["black"] * len(captions)
-    fontsize = style.pop("fontsize", 8)
+    colors = colors or ["black"] * len(captions)
     nrows, ncols = _grid(max(len(images), 1), ncols)
     height, width = np.shape(images[0])[:2] if len(images) else (1, 1)
     scale = TILE / max(height, width)
     tile_w, tile_h = width * scale, height * scale
     lines = max((caption.count("\n") + 1 for caption in captions), default=1)
     band = LINE * lines * fontsize / 8 + 0.06
-    cell_w, cell_h = max(tile_w, TILE) + GAP, band + tile_h + GAP
+    cell_w, cell_h = TILE + GAP, band + tile_h + GAP
     grid_w, grid_h = ncols * cell_w, nrows * cell_h
     top = TITLE_BAND if title else 0.0
     figure_w = max(grid_w, min_width, TITLE_CHAR * len(title) + 0.4 if title else 0.0)
@@ -72,7 +73,7 @@ def _tiles(
         left = col * cell_w + (cell_w - tile_w) / 2
         upper = row * cell_h + band
         extent = (left, left + tile_w, upper + tile_h, upper)
-        ax.imshow(image, extent=extent, interpolation="nearest", **style)
+        ax.imshow(image, extent=extent, interpolation="nearest", **imshow)
         ax.text(left + tile_w / 2, upper - 0.04, caption, ha="center", va="bottom", fontsize=fontsize,
                 color=colors[index], linespacing=1.1)  # fmt: skip
     ax.set_xlim(0, grid_w)

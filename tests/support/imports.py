@@ -64,12 +64,15 @@ def with_packages(modules: Iterable[str]) -> set[str]:
 
 
 @functools.cache
-def closure(module: str, root: Path = ROOT) -> frozenset[str]:
-    """Every project module that importing ``module`` can import, transitively, packages included."""
+def closure(module: str, root: Path = ROOT, skip: str | None = None) -> frozenset[str]:
+    """Every project module that importing ``module`` can import, transitively, packages included; with
+    ``skip``, as if nothing imported that module."""
     seen: set[str] = set()
     todo = [module]
     while todo:
         current = todo.pop()
+        if current == skip:
+            continue
         for name in with_packages([current]):
             if name not in seen:
                 seen.add(name)
@@ -101,24 +104,8 @@ HAND_OVER = "digitflow.core.warm.client"
 def code_deps(module: str, root: Path = ROOT) -> list[str]:
     """The files (posix, relative to the root) of ``closure(module)`` less what only the hand-over
     imports, sorted: a stage's code deps."""
-    hand_over_only = closure(HAND_OVER, root) - _closure_without(module, HAND_OVER, root)
-    files = {module_file(name, root) for name in closure(module, root) - hand_over_only}
+    files = {module_file(name, root) for name in closure(module, root, skip=HAND_OVER)}
     return sorted(path.relative_to(root).as_posix() for path in files if path is not None)
-
-
-def _closure_without(module: str, skipped: str, root: Path) -> set[str]:
-    """``closure(module)`` as if nothing imported ``skipped``."""
-    seen: set[str] = set()
-    todo = [module]
-    while todo:
-        current = todo.pop()
-        if current == skipped:
-            continue
-        for name in with_packages([current]):
-            if name not in seen:
-                seen.add(name)
-                todo.extend(direct_imports(name, root) | with_packages([name]))
-    return seen
 
 
 def project_modules(root: Path = ROOT, package: str = "digitflow") -> list[str]:
