@@ -47,3 +47,9 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print(f"[{name}] interrupted; no output was written", file=sys.stderr)
         raise SystemExit(130) from None
+    except BrokenPipeError:
+        # Whoever read the output stopped (`digitflow server status | head -1`): end quietly, as shell tools
+        # do, with stdout pointed at /dev/null so that Python's own flush at exit does not fail again
+        # (Python's documented way, "Note on SIGPIPE" in the signal module).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
