@@ -36,7 +36,18 @@ from tests.support import project as testing  # noqa: E402
 from tests.support.project import set_params  # noqa: E402
 
 PROBE = ROOT / "benchmarks" / "stage_probe.py"
-STAGES = ("validate", "fetch", "preprocess", "split", "check", "train_sklearn", "train_torch", "evaluate", "report")
+STAGES = (
+    "code",
+    "validate",
+    "fetch",
+    "preprocess",
+    "split",
+    "check",
+    "train_sklearn",
+    "train_torch",
+    "evaluate",
+    "report",
+)
 IMPORT_FLOOR = "import torch, mlflow, sklearn, matplotlib"
 # A value params.yaml's rules refuse, found by the validate stage before any other work.
 BAD_PARAMS = {"train_torch": {"lr": -1}}

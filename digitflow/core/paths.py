@@ -14,6 +14,9 @@ DVC_FILE = Path("dvc.yaml")
 DVC_LOCK_FILE = Path("dvc.lock")
 
 DATA_DIR = Path("data")
+# Stage code: one file per stage naming each file of the stage's code with its MD5; each stage depends
+# on its own (digitflow/core/code_graph.py says why).
+CODE_DIR = DATA_DIR / "code"
 RAW_DIR = DATA_DIR / "raw"
 RAW_DIGITS_FILE = RAW_DIR / "digits.npz"
 # data.dataset = folder: the pictures converted by the folder recipe, a record per picture (path, class,
@@ -67,6 +70,10 @@ PR_COMMENT_FILE = REPORTS_DIR / "pr" / "comment.md"
 # `dvc plots show --html-template` page with Vega inlined (digitflow/reporting/offline_plots.py); in DVC's own
 # ignored temporary folder, as it is generated.
 OFFLINE_PLOTS_TEMPLATE = Path(".dvc") / "tmp" / "plots-offline.html"
+
+
+def code_fingerprint_file(stage: str) -> Path:
+    return CODE_DIR / f"{stage}.json"
 
 
 def model_dir(model: str) -> Path:

@@ -17,7 +17,7 @@ import pytest
 from benchmarks.targets import check_targets, markdown
 from tests.conftest import PROJECT_ROOT, pipeline_env
 
-STAGES_IN_QUICK_MODE = ["validate", "fetch", "preprocess", "split", "check", "train_sklearn", "train_torch"]
+STAGES_IN_QUICK_MODE = ["code", "validate", "fetch", "preprocess", "split", "check", "train_sklearn", "train_torch"]
 # What quick mode leaves out: every `dvc repro` (warm and cold), the sweeps, and the busy machine.
 NOT_MEASURED_IN_QUICK_MODE = {
     "train_torch training, busy / quiet",

@@ -135,7 +135,7 @@ def test_bad_params_are_reported_before_heavy_imports(project_copy: Path, stage:
 
 def test_data_stages_import_no_torch_mlflow_or_torchvision(project_copy: Path) -> None:
     """Digits' data stages run without the libraries only the training stages need (issue "Speed")."""
-    for stage in ("validate", "fetch", "preprocess", "split", "check"):
+    for stage in ("code", "validate", "fetch", "preprocess", "split", "check"):
         result = run(project_copy, sys.executable, "-X", "importtime", "-m", f"stages.{stage}")
         imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
         assert imported.isdisjoint({"torch", "torchvision", "mlflow"}), (stage, sorted(imported & set(HEAVY_MODULES)))

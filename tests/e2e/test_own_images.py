@@ -24,7 +24,18 @@ from tests.support.own_images import CLASSES
 from tests.support.readme import readme_command
 
 pytestmark = pytest.mark.e2e
-STAGES = ["validate", "fetch", "preprocess", "split", "check", "train_sklearn", "train_torch", "evaluate", "report"]
+STAGES = [
+    "code",
+    "validate",
+    "fetch",
+    "preprocess",
+    "split",
+    "check",
+    "train_sklearn",
+    "train_torch",
+    "evaluate",
+    "report",
+]
 SERVED_PORT = 5001  # the port `digitflow serve` uses by default, as the page runs it
 
 

@@ -58,6 +58,7 @@ def digits_project(reproduced_digits: Path, tmp_path_factory: pytest.TempPathFac
     session's server for its environment was started first)."""
     ran = stages_run(repro_output(reproduced_digits))
     assert ran == [
+        "code",
         "fetch",
         "preprocess",
         "split",
@@ -316,6 +317,29 @@ def test_second_repro_runs_nothing(digits_project: Path) -> None:
     result = run(digits_project, "dvc", "repro")
     assert stages_run(result.stdout) == []
     assert "Data and pipelines are up to date" in result.stdout
+
+
+def test_a_code_edit_reruns_exactly_the_stages_that_can_import_it(digits_project: Path, tmp_path: Path) -> None:
+    """Through stage code (dvc.yaml): an edit of a module only evaluate imports re-runs code and evaluate
+    (not report: evaluate wrote the same bytes); an edit no stage can import (the CLI) re-runs code alone;
+    a new module a stage starts to import re-runs that stage, with no edit of dvc.yaml."""
+    project = shutil.copytree(digits_project, tmp_path / "project", symlinks=True)
+
+    def append(relative: str, text: str) -> None:
+        path = project / relative
+        path.write_text(path.read_text() + text)
+
+    append("digitflow/evaluation/workbook.py", "\n# an edit\n")
+    status = run(project, "dvc", "status").stdout
+    assert re.search(r"code:\s+changed deps:\s+modified:\s+digitflow", status), status
+    assert stages_run(run(project, "dvc", "repro").stdout) == ["code", "evaluate"]
+    append("digitflow/cli/server.py", "\n# an edit\n")
+    assert stages_run(run(project, "dvc", "repro").stdout) == ["code"]
+    (project / "digitflow/data/extra.py").write_text("VALUE = 1\n")
+    append("stages/split.py", "\nimport digitflow.data.extra  # noqa: E402, F401\n")
+    assert stages_run(run(project, "dvc", "repro").stdout) == ["code", "split"]
+    assert "digitflow/data/extra.py" in json.loads((project / "data/code/split.json").read_text())["files"]
+    assert run(project, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
 
 
 def test_readme_experiment_reruns_only_the_stages_that_read_the_setting(digits_project: Path, tmp_path: Path) -> None:

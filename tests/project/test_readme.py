@@ -53,9 +53,6 @@ CHECKED_BY = {
     "dvc exp show --keep 'Experiment|(sklearn|torch)\\.test_accuracy|train_sklearn\\.C$' --drop '.*'": EXPERIMENT,
     # Run with DISPLAY unset (no browser opens), stopped with Ctrl-C; headless Chromium opens what it prints.
     "digitflow ui": UI_BROWSER,
-    "python -m tests.support.imports --write": (
-        "test_dvc_deps.py::test_documented_fix_restores_a_dropped_module_and_keeps_everything_else"
-    ),
     # The test commands themselves: a test does not run the suite it is part of.
     'pytest -m "not e2e"': "not run by a test: the edit loop (a subset of what .ci/run runs)",
     "pytest -n auto": "not run by a test: .ci/run, the README's test command",

@@ -36,6 +36,7 @@ def dvc_yaml(tmp_path: Path) -> Path:
 
 def test_the_projects_stages_in_order() -> None:
     assert list(stages(PROJECT_ROOT / "dvc.yaml")) == [
+        "code",
         "validate",
         "fetch",
         "preprocess",
