@@ -41,11 +41,13 @@ def is_project(module: str) -> bool:
     return module.split(".")[0] in PROJECT_PACKAGES
 
 
-def direct_imports(module: str, root: Path) -> set[str]:
-    """Project modules that ``module`` names in any import statement, at any depth of its code."""
+@functools.cache
+def direct_imports(module: str, root: Path) -> frozenset[str]:
+    """Project modules that ``module`` names in any import statement, at any depth of its code (each
+    file parsed once per process: stage ``code`` walks the graph once per stage)."""
     path = module_file(module, root)
     if path is None:
-        return set()
+        return frozenset()
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
@@ -58,7 +60,7 @@ def direct_imports(module: str, root: Path) -> set[str]:
                 for alias in node.names
                 if module_file(f"{node.module}.{alias.name}", root)
             }
-    return {name for name in found if module_file(name, root)}
+    return frozenset(name for name in found if module_file(name, root))
 
 
 def with_packages(modules: Iterable[str]) -> set[str]:

@@ -21,7 +21,7 @@ def module_file(module: str, root: Path = ROOT) -> Path | None:
     return code_graph.module_file(module, root)
 
 
-def direct_imports(module: str, root: Path = ROOT) -> set[str]:
+def direct_imports(module: str, root: Path = ROOT) -> frozenset[str]:
     return code_graph.direct_imports(module, root)
 
 
