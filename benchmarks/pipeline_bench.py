@@ -32,22 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from digitflow.core import dvc_files  # noqa: E402
 from tests.support import project as testing  # noqa: E402
 from tests.support.project import set_params  # noqa: E402
 
 PROBE = ROOT / "benchmarks" / "stage_probe.py"
-STAGES = (
-    "code",
-    "validate",
-    "fetch",
-    "preprocess",
-    "split",
-    "check",
-    "train_sklearn",
-    "train_torch",
-    "evaluate",
-    "report",
-)
+STAGES = tuple(dvc_files.stages(ROOT / "dvc.yaml"))  # in dvc.yaml's order
 IMPORT_FLOOR = "import torch, mlflow, sklearn, matplotlib"
 # A value params.yaml's rules refuse, found by the validate stage before any other work.
 BAD_PARAMS = {"train_torch": {"lr": -1}}

@@ -16,26 +16,16 @@ import pytest
 import yaml
 from PIL import Image
 
+from digitflow.core import dvc_files
 from digitflow.models.card import ModelCard
 from digitflow.models.predict import convert_image
-from tests.conftest import make_project_copy, pipeline_env, run
+from tests.conftest import PROJECT_ROOT, make_project_copy, pipeline_env, run
 from tests.support.http import invocations, model_server
 from tests.support.own_images import CLASSES
 from tests.support.readme import readme_command
 
 pytestmark = pytest.mark.e2e
-STAGES = [
-    "code",
-    "validate",
-    "fetch",
-    "preprocess",
-    "split",
-    "check",
-    "train_sklearn",
-    "train_torch",
-    "evaluate",
-    "report",
-]
+STAGES = list(dvc_files.stages(PROJECT_ROOT / "dvc.yaml"))  # every stage runs on a new dataset
 SERVED_PORT = 5001  # the port `digitflow serve` uses by default, as the page runs it
 
 
