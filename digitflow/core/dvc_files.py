@@ -2,8 +2,8 @@
 depends on, and the hashes DVC recorded for each output.
 
 Read as plain YAML (DVC's own API would import all of DVC into every stage for three lookups), with
-libyaml's parser where PyYAML has it: ``dvc.lock`` runs to a thousand lines, which the pure-Python parser
-takes a quarter of a second to read, and the training stages read it twice.
+libyaml's parser where PyYAML has it: ``dvc.lock`` runs to hundreds of lines, which the pure-Python
+parser is slow to read, and the training stages read it twice.
 """
 
 from __future__ import annotations
