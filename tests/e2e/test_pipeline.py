@@ -164,7 +164,9 @@ def test_fresh_run_reproduces_the_committed_results(digits_project: Path) -> Non
 def test_output_without_a_terminal_is_a_few_plain_lines(digits_project: Path) -> None:
     output = repro_output(digits_project)
     assert "\r" not in output
-    assert len(output.splitlines()) < 60, output
+    # DVC's three lines for each stage that runs (name, command, a blank) and its closing advice, and a line
+    # or two of each stage's own: 62 lines for the nine stages of a fresh clone.
+    assert len(output.splitlines()) < 65, output
     epochs = [line for line in output.splitlines() if line.startswith("[train_torch] epoch ")]
     assert [line.split(":")[0] for line in epochs] == [f"[train_torch] epoch {e}/50" for e in (10, 20, 30, 40, 50)]
     assert "val_acc" in epochs[-1]
