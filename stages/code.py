@@ -9,13 +9,12 @@ edit of ``dvc.yaml``.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from digitflow.core import paths
 from digitflow.core.code_graph import fingerprint, stage_modules
-from digitflow.core.io import atomic_dir
+from digitflow.core.io import atomic_dir, write_json
 from digitflow.core.shell import run_stage
 
 log = logging.getLogger(__name__)
@@ -26,9 +25,8 @@ def main() -> None:
     stages = [stage for stage in stage_modules(root) if stage != "code"]
     with atomic_dir(paths.CODE_DIR) as folder:
         for stage in stages:
-            files = fingerprint(stage, root)
-            target = folder / paths.code_fingerprint_file(stage).relative_to(paths.CODE_DIR)
-            target.write_text(json.dumps({"stage": stage, "files": files}, indent=2) + "\n")
+            target = folder / paths.code_fingerprint_file(stage).name
+            write_json(target, {"stage": stage, "files": fingerprint(stage, root)})
     log.info("the code of %d stages, in %s", len(stages), paths.CODE_DIR)
 
 
