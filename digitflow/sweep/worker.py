@@ -66,23 +66,47 @@ def _surplus(trial: Any, total: int) -> bool:
     return sum(t.number < trial.number for t in earlier) >= total
 
 
-def training_run_id(experiment: str, model: str) -> str | None:
+def training_run_id(experiment: str, model: str, attempts: int = 4, wait_s: float = 1.0) -> str | None:
     """The MLflow run that trained ``model`` in DVC experiment ``experiment`` (the training record, which
-    holds it, is DVC-cached and not in the experiment's commit), or None where the store has none."""
+    holds it, is DVC-cached and not in the experiment's commit), or None where the store has none.
+
+    Why it never raises: the trial's metric is already read, and the run id is only a link from the trial
+    to MLflow. The store is shared with the other workers' stages, which write to it all the time (an
+    embedded SQLite store answers "database is locked" while one of them holds it), so a failed lookup is
+    tried again, ``wait_s`` doubling each time; if the store still fails, the trial keeps its result
+    without the link, with a warning, and the worker goes on (an exception here would end the worker).
+    """
     import mlflow
 
     from digitflow.core.params import load_params
+    from digitflow.tracking.faults import is_store_failure, root_cause
     from digitflow.tracking.store import tracking_uri
 
-    client = mlflow.MlflowClient(tracking_uri())
-    found = client.get_experiment_by_name(load_params().tracking.experiment)
-    runs = found and client.search_runs(
-        [found.experiment_id],
-        filter_string=f"tags.`dvc.exp_name` = '{experiment}' and tags.`digitflow.model` = '{model}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return runs[0].info.run_id if runs else None
+    for attempt in range(1, attempts + 1):
+        try:
+            client = mlflow.MlflowClient(tracking_uri())
+            found = client.get_experiment_by_name(load_params().tracking.experiment)
+            runs = found and client.search_runs(
+                [found.experiment_id],
+                filter_string=f"tags.`dvc.exp_name` = '{experiment}' and tags.`digitflow.model` = '{model}'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+            return runs[0].info.run_id if runs else None
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
+            if attempt == attempts:
+                log.warning(
+                    "warning: experiment %s keeps its result, but its MLflow run could not be looked up "
+                    "(%s); find it in MLflow by the tag dvc.exp_name = %s",
+                    experiment,
+                    root_cause(exc),
+                    experiment,
+                )
+                return None
+            time.sleep(wait_s * 2 ** (attempt - 1))
+    return None
 
 
 def run_trial(trial: Any, config: SweepConfig, metric: Metric, root: Path) -> float:

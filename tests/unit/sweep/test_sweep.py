@@ -58,3 +58,34 @@ def test_only_dead_copies_of_failed_trials_are_cleared(tmp_path: Path) -> None:
     assert not (tmp_path / ".dvc/tmp/exps/standalone/run/s-1").exists()
     assert alive.exists()
     assert other.exists()
+
+
+def store_with_trial_run(root: Path, experiment: str, model: str) -> str:
+    """A real embedded store holding the MLflow run a trial's training stage logged."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    experiment_id = client.create_experiment("digitflow")
+    run = client.create_run(experiment_id, tags={"dvc.exp_name": experiment, "digitflow.model": model})
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def test_a_trial_finds_its_run_and_a_failing_store_costs_only_the_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store is shared with every worker's stages (an SQLite store locked by one of them, a server
+    that went down): the lookup, made after the trial's metric is read, must not end the worker."""
+    from digitflow.sweep.worker import training_run_id
+
+    run_id = store_with_trial_run(tmp_path, "s-3", "torch")
+    monkeypatch.chdir(PROJECT_ROOT)  # params.yaml names the experiment
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert training_run_id("s-3", "torch") == run_id
+    assert training_run_id("s-3", "sklearn") is None
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    assert training_run_id("s-3", "torch", attempts=2, wait_s=0) is None
+    assert "experiment s-3 keeps its result, but its MLflow run could not be looked up" in caplog.text
+    assert "Connection refused" in caplog.text or "ConnectionRefusedError" in caplog.text
