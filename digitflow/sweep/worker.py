@@ -3,9 +3,10 @@ next trial of one Optuna study, and each trial is a real DVC experiment named ``
 
 Why this shape: ``dvc queue`` runs workers on one machine only, while Optuna's RDB storage (SQLite on one
 machine, PostgreSQL across machines) lets every worker that opens the same study share it. Each trial runs
-``dvc --wait-for-lock exp run --temp`` (an isolated copy of the workspace, so several run at once on one repository;
-fetch / preprocess / split come from DVC's run-cache) and reads the validation metric from the
-experiment's own commit. The stages tag their MLflow runs with the study and trial from the environment.
+``dvc --wait-for-lock exp run --temp`` (an isolated copy of the workspace, so several run at once on one
+repository; fetch / preprocess / split come from DVC's run-cache; DVC is imported once per worker, not once
+per trial: ``experiments``), and reads the validation metric from the experiment's own commit.
+The stages tag their MLflow runs with the study and trial from the environment.
 
 A worker killed mid-trial stops sending heartbeats; after the grace period the next worker to look marks
 its trial FAILED and re-queues a copy (``RetryFailedTrialCallback``), so no trial stays RUNNING.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import warnings
 from pathlib import Path
@@ -23,9 +23,16 @@ from typing import Any
 
 from digitflow.core import paths
 from digitflow.core.git import git
-from digitflow.sweep.experiments import clear_abandoned, read_experiment, run_experiment
+from digitflow.sweep.experiments import (
+    clear_abandoned,
+    dvc_processes,
+    read_experiment,
+    read_experiment_output,
+    run_experiment,
+)
 from digitflow.sweep.space import Choices, Metric, Scalar, SweepConfig, SweepConfigError
 from digitflow.sweep.study import Settings, state_counts
+from digitflow.tracking.runs import RunInfo
 
 log = logging.getLogger(__name__)
 
@@ -66,47 +73,32 @@ def _surplus(trial: Any, total: int) -> bool:
     return sum(t.number < trial.number for t in earlier) >= total
 
 
-def training_run_id(experiment: str, model: str, attempts: int = 4, wait_s: float = 1.0) -> str | None:
-    """The MLflow run that trained ``model`` in DVC experiment ``experiment`` (the training record, which
-    holds it, is DVC-cached and not in the experiment's commit), or None where the store has none.
+def training_run_id(root: Path, baseline: str, experiment: str, model: str) -> str | None:
+    """The MLflow run that trained ``model`` in DVC experiment ``experiment``, from the experiment's own
+    training record (a DVC-cached output, like the model), or None with a warning where it cannot be read.
 
-    Why it never raises: the trial's metric is already read, and the run id is only a link from the trial
-    to MLflow. The store is shared with the other workers' stages, which write to it all the time (an
-    embedded SQLite store answers "database is locked" while one of them holds it), so a failed lookup is
-    tried again, ``wait_s`` doubling each time; if the store still fails, the trial keeps its result
-    without the link, with a warning, and the worker goes on (an exception here would end the worker).
+    Why from the record and not by asking MLflow: the worker then needs neither MLflow (a second and more to
+    import) nor the store, which every worker's stages are writing to (an SQLite store answers "database is
+    locked" while one of them holds it). Why it never raises: the trial's metric is already read, and the
+    run id is only a link from the trial to MLflow; an exception here would end the worker.
     """
-    import mlflow
+    from dvc.exceptions import DvcException
 
-    from digitflow.core.params import load_params
-    from digitflow.tracking.faults import is_store_failure, root_cause
-    from digitflow.tracking.store import tracking_uri
-
-    for attempt in range(1, attempts + 1):
-        try:
-            client = mlflow.MlflowClient(tracking_uri())
-            found = client.get_experiment_by_name(load_params().tracking.experiment)
-            runs = found and client.search_runs(
-                [found.experiment_id],
-                filter_string=f"tags.`dvc.exp_name` = '{experiment}' and tags.`digitflow.model` = '{model}'",
-                order_by=["attributes.start_time DESC"],
-                max_results=1,
-            )
-            return runs[0].info.run_id if runs else None
-        except Exception as exc:
-            if not is_store_failure(exc):
-                raise
-            if attempt == attempts:
-                log.warning(
-                    "warning: experiment %s keeps its result, but its MLflow run could not be looked up "
-                    "(%s); find it in MLflow by the tag dvc.exp_name = %s",
-                    experiment,
-                    root_cause(exc),
-                    experiment,
-                )
-                return None
-            time.sleep(wait_s * 2 ** (attempt - 1))
-    return None
+    record_file = paths.training_record_file(model)
+    try:
+        record = read_experiment_output(root, baseline, experiment, record_file)
+        return RunInfo.from_record(record[model]).run_id
+    except (DvcException, OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning(
+            "warning: experiment %s keeps its result, but its MLflow run could not be read from %s (%s: %s); "
+            "find it in MLflow by the tag dvc.exp_name = %s",
+            experiment,
+            record_file,
+            type(exc).__name__,
+            exc,
+            experiment,
+        )
+        return None
 
 
 def run_trial(trial: Any, config: SweepConfig, metric: Metric, root: Path) -> float:
@@ -119,7 +111,7 @@ def run_trial(trial: Any, config: SweepConfig, metric: Metric, root: Path) -> fl
     name = trial_name(config.study, trial.number)
     baseline = git("rev-parse", "HEAD", cwd=root).strip()
     settings = [arg for key, value in {**config.fixed, **values}.items() for arg in ("-S", assignment(key, value))]
-    env = {**os.environ, STUDY_ENV: config.study, TRIAL_ENV: str(trial.number)}
+    env = {STUDY_ENV: config.study, TRIAL_ENV: str(trial.number)}
     trial.set_user_attr("dvc_experiment", name)
     trial.set_user_attr("baseline_rev", baseline)
     log.info("trial %d: dvc exp run --temp -n %s %s", trial.number, name, " ".join(settings))
@@ -129,7 +121,7 @@ def run_trial(trial: Any, config: SweepConfig, metric: Metric, root: Path) -> fl
     train = read_experiment(root, baseline, name, paths.train_metrics_file(metric.model))
     tested = read_experiment(root, baseline, name, paths.EVALUATE_METRICS_FILE)[metric.model]
     trial.set_user_attr(metric.test_key, tested.get(metric.test_key))
-    trial.set_user_attr("mlflow_run_id", training_run_id(name, metric.model))
+    trial.set_user_attr("mlflow_run_id", training_run_id(root, baseline, name, metric.model))
     return float(train[metric.val_key])
 
 
@@ -144,6 +136,7 @@ def work(study: Any, config: SweepConfig, metric: Metric, settings: Settings, ro
     from optuna.exceptions import ExperimentalWarning
     from optuna.trial import TrialState
 
+    dvc_processes()  # the fork server imports DVC now, before the first trial
     while True:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -60,32 +61,47 @@ def test_only_dead_copies_of_failed_trials_are_cleared(tmp_path: Path) -> None:
     assert other.exists()
 
 
-def store_with_trial_run(root: Path, experiment: str, model: str) -> str:
-    """A real embedded store holding the MLflow run a trial's training stage logged."""
-    import mlflow
+def dvc_repo_with_experiment(root: Path, name: str, record: dict) -> str:
+    """A real git and DVC repository holding experiment ``name`` (a ref under refs/exps, as `dvc exp run`
+    makes) whose training record is DVC-cached, not in git; the baseline commit is returned."""
 
-    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    experiment_id = client.create_experiment("digitflow")
-    run = client.create_run(experiment_id, tags={"dvc.exp_name": experiment, "digitflow.model": model})
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id
+    def run(*command: str) -> str:
+        return subprocess.run(command, cwd=root, check=True, capture_output=True, text=True).stdout
+
+    run("git", "init", "-q")
+    run("git", "config", "user.email", "t@example.com")
+    run("git", "config", "user.name", "t")
+    run(sys.executable, "-m", "dvc", "init", "-q")
+    run("git", "commit", "-qm", "baseline")
+    baseline = run("git", "rev-parse", "HEAD").strip()
+    (root / "metrics/runs").mkdir(parents=True)
+    (root / "metrics/runs/torch.json").write_text(json.dumps(record))
+    run(sys.executable, "-m", "dvc", "add", "-q", "metrics/runs/torch.json")
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "experiment")
+    run("git", "update-ref", f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}", "HEAD")
+    run("git", "reset", "-q", "--hard", baseline)  # the workspace is back at the baseline, as after a trial
+    (root / "metrics/runs/torch.json").unlink()  # ignored by git, so reset keeps it
+    return baseline
 
 
-def test_a_trial_finds_its_run_and_a_failing_store_costs_only_the_link(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_a_trial_reads_its_mlflow_run_from_the_experiment_and_a_missing_record_costs_only_the_link(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The store is shared with every worker's stages (an SQLite store locked by one of them, a server
-    that went down): the lookup, made after the trial's metric is read, must not end the worker."""
+    """The worker links each trial to its MLflow run without opening the store (which the other workers'
+    stages write to all the time); a record it cannot read must not end the worker."""
     from digitflow.sweep.worker import training_run_id
 
-    run_id = store_with_trial_run(tmp_path, "s-3", "torch")
-    monkeypatch.chdir(PROJECT_ROOT)  # params.yaml names the experiment
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert training_run_id("s-3", "torch") == run_id
-    assert training_run_id("s-3", "sklearn") is None
+    record = {"torch": {"mlflow_run_id": "0123abcd", "mlflow_experiment_id": "1", "tracking_uri": "sqlite:///x"}}
+    baseline = dvc_repo_with_experiment(tmp_path, "s-3", record)
+    assert not (tmp_path / "metrics/runs/torch.json").exists()
+    assert training_run_id(tmp_path, baseline, "s-3", "torch") == "0123abcd"
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens on the discard port
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    assert training_run_id("s-3", "torch", attempts=2, wait_s=0) is None
-    assert "experiment s-3 keeps its result, but its MLflow run could not be looked up" in caplog.text
-    assert "Connection refused" in caplog.text or "ConnectionRefusedError" in caplog.text
+    assert training_run_id(tmp_path, baseline, "s-3", "sklearn") is None  # no record of that model
+    assert "experiment s-3 keeps its result, but its MLflow run could not be read from metrics/runs/sklearn.json" in (
+        caplog.text
+    )
+    caplog.clear()
+    shutil.rmtree(tmp_path / ".dvc/cache")  # a cache cleared by `dvc gc` or by hand
+    assert training_run_id(tmp_path, baseline, "s-3", "torch") is None
+    assert "could not be read from metrics/runs/torch.json" in caplog.text
