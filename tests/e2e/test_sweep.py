@@ -117,6 +117,30 @@ def test_a_test_metric_is_refused_before_any_work(tmp_path: Path) -> None:
     assert experiments(project) == {}
 
 
+@pytest.mark.e2e
+def test_ctrl_c_stops_the_worker_and_its_trial_cleanly(tmp_path: Path) -> None:
+    """Ctrl-C in the worker's terminal (SIGINT to its whole process group) while a trial trains: the
+    trial's dvc ends its stage and removes its temporary copy, the trial ends FAILED, and the worker
+    stops instead of going on with the next trial (DVC ignores Ctrl-C while a stage runs)."""
+    import optuna
+
+    project = sweep_project(tmp_path)
+    log = tmp_path / "worker.log"
+    worker = start_worker(project, log, "--study", "interrupted", "--trials", "3")
+    deadline = time.time() + 300
+    while time.time() < deadline and not group_runs(worker.pid, "-m stages.train_"):
+        time.sleep(0.05)
+    os.killpg(worker.pid, signal.SIGINT)
+    assert worker.wait(timeout=120) == 130, tail([log])
+    output = log.read_text()
+    assert "interrupted" in output
+    study = optuna.load_study(study_name="interrupted", storage=f"sqlite:///{project / 'optuna.db'}")
+    assert [trial.state.name for trial in study.get_trials()] == ["FAIL"], tail([log])
+    assert not list((project / ".dvc/tmp/exps/standalone").glob("tmp*")), "the trial's temporary copy is left"
+    time.sleep(1)
+    assert not group_runs(worker.pid, ""), "a process of the worker's group outlived it"
+
+
 # --- one machine: SQLite storage, two workers: the README's commands as written ------------------------
 
 README_STUDY = "digits-tune"  # sweep.yaml's study, which the README's commands use
