@@ -137,6 +137,7 @@ def work(study: Any, config: SweepConfig, metric: Metric, settings: Settings, ro
     from optuna.trial import TrialState
 
     dvc_processes()  # the fork server imports DVC now, before the first trial
+    import dvc.api  # noqa: F401  (read_experiment_output's, also imported once, before the first trial)
     while True:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
