@@ -89,7 +89,7 @@ def run_experiment(root: Path, name: str, settings: Sequence[str], extra_env: Ma
             process.terminate()
             process.join()
         raise
-    return process.exitcode if process.exitcode is not None else 1
+    return process.exitcode  # set once joined
 
 
 def experiment_ref(baseline: str, name: str) -> str:

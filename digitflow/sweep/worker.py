@@ -32,7 +32,7 @@ from digitflow.sweep.experiments import (
 )
 from digitflow.sweep.space import Choices, Metric, Scalar, SweepConfig, SweepConfigError
 from digitflow.sweep.study import Settings, state_counts
-from digitflow.tracking.runs import RunInfo
+from digitflow.tracking.records import run_info
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def training_run_id(root: Path, baseline: str, experiment: str, model: str) -> s
     record_file = paths.training_record_file(model)
     try:
         record = read_experiment_output(root, baseline, experiment, record_file)
-        return RunInfo.from_record(record[model]).run_id
+        return run_info(record, model).run_id
     except (DvcException, OSError, ValueError, KeyError, TypeError) as exc:
         log.warning(
             "warning: experiment %s keeps its result, but its MLflow run could not be read from %s (%s: %s); "
@@ -138,6 +138,7 @@ def work(study: Any, config: SweepConfig, metric: Metric, settings: Settings, ro
 
     dvc_processes()  # the fork server imports DVC now, before the first trial
     import dvc.api  # noqa: F401  (read_experiment_output's, also imported once, before the first trial)
+
     while True:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)

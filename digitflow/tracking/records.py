@@ -14,6 +14,7 @@ training time. Everything, precision, recall and F1 included, is still logged to
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,16 @@ def write_training_record(model: str, info: RunInfo, fit_seconds: float, **detai
     write_json(paths.training_record_file(model), training_record(model, info, fit_seconds, **details))
 
 
+def run_info(record: Mapping[str, Any], model: str) -> RunInfo:
+    """The MLflow run (and registered version) in a training record's content (KeyError if it has none)."""
+    return RunInfo.from_record(record[model])
+
+
 def read_run_info(model: str, root: Path = Path()) -> RunInfo:
     """The MLflow run (and registered version) that trained ``model``, from its training record."""
     path = root / paths.training_record_file(model)
     with reading(path):  # a record without this model's run is as damaged as unreadable JSON
-        return RunInfo.from_record(read_json(path)[model])
+        return run_info(read_json(path), model)
 
 
 def read_training_summary(model: str) -> dict[str, Any]:

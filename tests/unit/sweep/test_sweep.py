@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from digitflow.sweep.experiments import clear_abandoned
+from digitflow.sweep.experiments import clear_abandoned, experiment_ref
 from digitflow.sweep.space import SweepConfigError, load_config, parse_metric, validate
 from tests.conftest import PROJECT_ROOT
 from tests.support.sweeps import SPACE
@@ -79,7 +79,7 @@ def dvc_repo_with_experiment(root: Path, name: str, record: dict) -> str:
     run(sys.executable, "-m", "dvc", "add", "-q", "metrics/runs/torch.json")
     run("git", "add", "-A")
     run("git", "commit", "-qm", "experiment")
-    run("git", "update-ref", f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}", "HEAD")
+    run("git", "update-ref", experiment_ref(baseline, name), "HEAD")
     run("git", "reset", "-q", "--hard", baseline)  # the workspace is back at the baseline, as after a trial
     (root / "metrics/runs/torch.json").unlink()  # ignored by git, so reset keeps it
     return baseline
