@@ -1,13 +1,6 @@
 """The DVC side of a sweep trial: run it as ``dvc exp run --temp``, read its files, and clear the
 temporary copy a killed trial leaves behind.
 
-Each trial's ``dvc exp run`` is DVC's own command-line entry point in a process of its own, forked from a
-fork server that imported DVC when the worker started (``multiprocessing``'s "forkserver"): a new ``dvc``
-process per trial would import DVC again, about a second on two cores, as long as a warm stage's work.
-The trial's process is as separate as a ``dvc`` command (its own working folder, environment and signal
-handling: DVC ignores Ctrl-C while a stage runs, and the worker must not), and DVC runs the same
-``python -m stages.<name>`` commands as from a shell. Where fork is not safe (macOS) it is started afresh.
-
 ``dvc exp run --temp`` runs in ``.dvc/tmp/exps/standalone/<tmp>``; when its process dies outright (a lost
 machine, SIGKILL) DVC never removes that copy, and ``dvc exp show`` lists the experiment as ``Running``
 for ever; DVC has no command to drop it. Once the study has failed that trial (its heartbeat stopped),
@@ -16,13 +9,11 @@ a worker on the same repository removes the copy if the ``dvc`` process that hel
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import multiprocessing
-import multiprocessing.forkserver
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -35,61 +26,25 @@ log = logging.getLogger(__name__)
 EXPS_TMP = Path(".dvc") / "tmp" / "exps"
 
 
-# What ``dvc exp run --temp -S ...`` imports (found by comparing ``sys.modules`` before and after one): the fork
-# server imports it once per worker, so no trial's process imports it again.
-DVC_MODULES = (
-    "dvc.api", "dvc.cli", "dvc.cli.parser", "dvc.commands.experiments.run", "dvc.repo", "dvc.repo.index",
-    "dvc.repo.graph", "dvc.repo.plots", "dvc.repo.brancher", "dvc.repo.stage", "dvc.repo.artifacts",
-    "dvc.repo.datasets", "dvc.repo.open_repo", "dvc.cachemgr", "dvc.data_cloud",
-    "dvc.repo.experiments.executor.local", "dvc.repo.experiments.queue.tempdir", "dvc.repo.experiments.queue.celery",
-    "dvc.repo.reproduce", "dvc.stage.run", "dvc.utils.hydra", "dvc.utils.strictyaml", "dvc_data.index.checkout",
-    "dvc_data.hashfile.status", "dvc_render", "scmrepo.git", "scmrepo.git.backend.dulwich",
-    "scmrepo.git.backend.pygit2", "dulwich.porcelain", "dulwich.stash", "dulwich.worktree", "networkx",
-    "hydra.compose", "hydra.initialize", "omegaconf", "ruamel.yaml", "dateutil.parser", "platformdirs", "pygit2",
-    "pyparsing", "dvc.repo.experiments", "dvc_data.hashfile.db", "dvc_data.fs", "dvc.dirs", "dvc.repo.trie",
-    "fsspec.implementations.memory", "dulwich.gc", "dulwich.filters", "dulwich.commit_graph",
-)  # fmt: skip
 # How long a trial interrupted by Ctrl-C (which reaches its dvc too) may take to clean up after itself.
 INTERRUPT_GRACE_S = 10
 
 
-@functools.cache
-def dvc_processes() -> multiprocessing.context.BaseContext:
-    """Where trials' ``dvc`` processes come from; on Linux, the fork server starts now, importing DVC."""
-    if not sys.platform.startswith("linux"):
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(DVC_MODULES))
-    multiprocessing.forkserver.ensure_running()
-    return context
-
-
-def _dvc_command(argv: Sequence[str], extra_env: Mapping[str, str], cwd: Path) -> None:
-    """The trial's process: what ``cd CWD && VAR=... dvc ARGV`` runs."""
-    from dvc.cli import main
-
-    os.environ.update(extra_env)
-    os.chdir(cwd)
-    sys.exit(main(list(argv)))
-
-
 def run_experiment(root: Path, name: str, settings: Sequence[str], extra_env: Mapping[str, str]) -> int:
-    """``dvc exp run --temp -n NAME -S ...`` in ``root``, with ``extra_env`` added to the stages'
-    environment; its output goes to ours; its exit status is returned."""
+    """``dvc exp run --temp -n NAME -S ...`` in ``root`` with this interpreter's DVC, with ``extra_env``
+    added to the stages' environment; its output goes to ours; its exit status is returned."""
     # Several trials start and finish at once on one repository: each briefly needs its lock (to stash the
     # workspace, then to record the experiment), so wait for it instead of failing after DVC's 3 s.
-    argv = ["--wait-for-lock", "exp", "run", "--temp", "-n", name, *settings]
-    process = dvc_processes().Process(target=_dvc_command, args=(argv, dict(extra_env), root), name=f"dvc {name}")
-    process.start()
-    try:
-        process.join()
-    except BaseException:  # Ctrl-C: it reached the trial's dvc as well, which ends its stage and cleans up
-        process.join(INTERRUPT_GRACE_S)
-        if process.exitcode is None:
-            process.terminate()
-            process.join()
-        raise
-    return process.exitcode  # set once joined
+    command = [sys.executable, "-m", "dvc", "--wait-for-lock", "exp", "run", "--temp", "-n", name, *settings]
+    with subprocess.Popen(command, cwd=root, env={**os.environ, **extra_env}) as proc:
+        try:
+            return proc.wait()
+        except BaseException:  # Ctrl-C: it reached the trial's dvc as well, which ends its stage and cleans up
+            try:
+                proc.wait(INTERRUPT_GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+            raise
 
 
 def experiment_ref(baseline: str, name: str) -> str:

@@ -4,8 +4,8 @@ next trial of one Optuna study, and each trial is a real DVC experiment named ``
 Why this shape: ``dvc queue`` runs workers on one machine only, while Optuna's RDB storage (SQLite on one
 machine, PostgreSQL across machines) lets every worker that opens the same study share it. Each trial runs
 ``dvc --wait-for-lock exp run --temp`` (an isolated copy of the workspace, so several run at once on one
-repository; fetch / preprocess / split come from DVC's run-cache; DVC is imported once per worker, not once
-per trial: ``experiments``), and reads the validation metric from the experiment's own commit.
+repository; fetch / preprocess / split come from DVC's run-cache), and reads the validation metric from the
+experiment's own commit.
 The stages tag their MLflow runs with the study and trial from the environment.
 
 A worker killed mid-trial stops sending heartbeats; after the grace period the next worker to look marks
@@ -25,7 +25,6 @@ from digitflow.core import paths
 from digitflow.core.git import git
 from digitflow.sweep.experiments import (
     clear_abandoned,
-    dvc_processes,
     read_experiment,
     read_experiment_output,
     run_experiment,
@@ -132,12 +131,10 @@ def work(study: Any, config: SweepConfig, metric: Metric, settings: Settings, ro
     purpose) and a worker with nothing to start waits while others run, taking over the re-queued copy
     of any trial whose worker died.
     """
+    import dvc.api  # noqa: F401  (read_experiment_output's: imported once, before the first trial)
     import optuna
     from optuna.exceptions import ExperimentalWarning
     from optuna.trial import TrialState
-
-    dvc_processes()  # the fork server imports DVC now, before the first trial
-    import dvc.api  # noqa: F401  (read_experiment_output's, also imported once, before the first trial)
 
     while True:
         with warnings.catch_warnings():
