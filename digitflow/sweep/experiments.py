@@ -1,5 +1,5 @@
-"""The DVC side of a sweep trial: run it as ``dvc exp run --temp``, read its files, and clear the
-temporary copy a killed trial leaves behind.
+"""The DVC side of a sweep trial after it ran (``dvc_trial``): read its files, and clear the temporary copy
+a killed trial leaves behind.
 
 ``dvc exp run --temp`` runs in ``.dvc/tmp/exps/standalone/<tmp>``; when its process dies outright (a lost
 machine, SIGKILL) DVC never removes that copy, and ``dvc exp show`` lists the experiment as ``Running``
@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -24,27 +21,6 @@ from digitflow.core.processes import process_alive
 
 log = logging.getLogger(__name__)
 EXPS_TMP = Path(".dvc") / "tmp" / "exps"
-
-
-# How long a trial interrupted by Ctrl-C (which reaches its dvc too) may take to clean up after itself.
-INTERRUPT_GRACE_S = 10
-
-
-def run_experiment(root: Path, name: str, settings: Sequence[str], extra_env: Mapping[str, str]) -> int:
-    """``dvc exp run --temp -n NAME -S ...`` in ``root`` with this interpreter's DVC, with ``extra_env``
-    added to the stages' environment; its output goes to ours; its exit status is returned."""
-    # Several trials start and finish at once on one repository: each briefly needs its lock (to stash the
-    # workspace, then to record the experiment), so wait for it instead of failing after DVC's 3 s.
-    command = [sys.executable, "-m", "dvc", "--wait-for-lock", "exp", "run", "--temp", "-n", name, *settings]
-    with subprocess.Popen(command, cwd=root, env={**os.environ, **extra_env}) as proc:
-        try:
-            return proc.wait()
-        except BaseException:  # Ctrl-C: it reached the trial's dvc as well, which ends its stage and cleans up
-            try:
-                proc.wait(INTERRUPT_GRACE_S)
-            except subprocess.TimeoutExpired:
-                proc.terminate()
-            raise
 
 
 def experiment_ref(baseline: str, name: str) -> str:

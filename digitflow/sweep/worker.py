@@ -2,10 +2,10 @@
 next trial of one Optuna study, and each trial is a real DVC experiment named ``<study>-<trial number>``.
 
 Why this shape: ``dvc queue`` runs workers on one machine only, while Optuna's RDB storage (SQLite on one
-machine, PostgreSQL across machines) lets every worker that opens the same study share it. Each trial runs
-``dvc --wait-for-lock exp run --temp`` (an isolated copy of the workspace, so several run at once on one
-repository; fetch / preprocess / split come from DVC's run-cache), and reads the validation metric from the
-experiment's own commit.
+machine, PostgreSQL across machines) lets every worker that opens the same study share it. Each trial is
+what ``dvc --wait-for-lock exp run --temp`` runs (an isolated copy of the workspace, so several run at once
+on one repository, each running only its own experiment: ``dvc_trial``; fetch / preprocess / split come
+from DVC's run-cache), and the worker reads the validation metric from the experiment's own commit.
 The stages tag their MLflow runs with the study and trial from the environment.
 
 A worker killed mid-trial stops sending heartbeats; after the grace period the next worker to look marks
@@ -23,12 +23,8 @@ from typing import Any
 
 from digitflow.core import paths
 from digitflow.core.git import git
-from digitflow.sweep.experiments import (
-    clear_abandoned,
-    read_experiment,
-    read_experiment_output,
-    run_experiment,
-)
+from digitflow.sweep.dvc_trial import dvc_processes, run_experiment
+from digitflow.sweep.experiments import clear_abandoned, read_experiment, read_experiment_output
 from digitflow.sweep.space import Choices, Metric, Scalar, SweepConfig, SweepConfigError
 from digitflow.sweep.study import Settings, state_counts
 from digitflow.tracking.records import run_info
@@ -109,12 +105,12 @@ def run_trial(trial: Any, config: SweepConfig, metric: Metric, root: Path) -> fl
     values = suggest(trial, config)
     name = trial_name(config.study, trial.number)
     baseline = git("rev-parse", "HEAD", cwd=root).strip()
-    settings = [arg for key, value in {**config.fixed, **values}.items() for arg in ("-S", assignment(key, value))]
+    assignments = [assignment(key, value) for key, value in {**config.fixed, **values}.items()]
     env = {STUDY_ENV: config.study, TRIAL_ENV: str(trial.number)}
     trial.set_user_attr("dvc_experiment", name)
     trial.set_user_attr("baseline_rev", baseline)
-    log.info("trial %d: dvc exp run --temp -n %s %s", trial.number, name, " ".join(settings))
-    code = run_experiment(root, name, settings, env)
+    log.info("trial %d: dvc exp run --temp -n %s %s", trial.number, name, " ".join(f"-S {a}" for a in assignments))
+    code = run_experiment(root, name, assignments, env)
     if code != 0:
         raise TrialFailedError(f"trial {trial.number}: `dvc exp run` exited {code}; its output is above")
     train = read_experiment(root, baseline, name, paths.train_metrics_file(metric.model))
@@ -136,6 +132,7 @@ def work(study: Any, config: SweepConfig, metric: Metric, settings: Settings, ro
     from optuna.exceptions import ExperimentalWarning
     from optuna.trial import TrialState
 
+    dvc_processes()  # the fork server imports DVC now, before the first trial
     while True:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
