@@ -23,7 +23,7 @@ from tests.conftest import git, make_project_copy, pipeline_env, run
 from tests.support import browser, services
 from tests.support.ps_watch import command_lines_seen, group_runs
 from tests.support.readme import readme_command, readme_commands
-from tests.support.sweeps import SPACE
+from tests.support.sweeps import SPACE, experiments
 
 if TYPE_CHECKING:
     import optuna
@@ -72,18 +72,6 @@ def finish(workers: list[subprocess.Popen[bytes]], logs: list[Path], timeout: fl
 
 def tail(logs: list[Path]) -> str:
     return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in logs)
-
-
-def experiments(project: Path) -> dict[str, str]:
-    """DVC experiment name -> its commit, from the refs `dvc exp run` leaves."""
-    listing = subprocess.run(
-        ["git", "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps/"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
-    return {ref.rsplit("/", 1)[1]: rev for ref, rev in (line.split() for line in listing if line)}
 
 
 def committed_json(project: Path, rev: str, path: str) -> dict:

@@ -1,4 +1,7 @@
-"""The small search space the sweep tests use."""
+"""The small search space the sweep tests use, and the experiments a sweep leaves."""
+
+import subprocess
+from pathlib import Path
 
 # Few epochs and two searched params (one per model, so every trial retrains both): a trial is one
 # `dvc exp run` of train_sklearn, train_torch, evaluate and report; the rest comes from the run-cache.
@@ -12,3 +15,15 @@ SPACE = {
     },
     "fixed": {"train_torch.digits.epochs": 5},
 }
+
+
+def experiments(project: Path) -> dict[str, str]:
+    """DVC experiment name -> its commit, from the refs `dvc exp run` leaves."""
+    listing = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps/"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    return {ref.rsplit("/", 1)[1]: rev for ref, rev in (line.split() for line in listing if line)}

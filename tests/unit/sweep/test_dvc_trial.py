@@ -3,15 +3,17 @@ have put on the repository's shared stash and not yet taken off (``dvc exp run -
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from digitflow.sweep.dvc_trial import FAILED, run_experiment
 from digitflow.sweep.experiments import read_experiment
+from tests.conftest import git
+from tests.support.sweeps import experiments
 
 STAGE = """\
 import json, os, sys, yaml
@@ -20,10 +22,6 @@ if x < 0:
     sys.exit("x must not be negative")
 json.dump({"x": x, "mark": os.environ.get("MARK")}, open("out.json", "w"))
 """
-
-
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
 
 
 def one_stage_project(root: Path) -> str:
@@ -43,23 +41,14 @@ def one_stage_project(root: Path) -> str:
     return git(root, "rev-parse", "HEAD").strip()
 
 
-def queue_elsewhere(root: Path, name: str, assignment: str) -> None:
+def queue_elsewhere(root: Path, name: str, assignment: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """What another `dvc exp run --temp` has done when it has put its experiment on the stash and not yet
     taken it off."""
     from dvc.repo import Repo
 
-    cwd = Path.cwd()
-    os.chdir(root)  # DVC applies -S to params.yaml in the working folder
-    try:
-        with Repo(str(root)) as repo:
-            repo.experiments.new(repo.experiments.tempdir_queue, params={"params.yaml": [assignment]}, name=name)
-    finally:
-        os.chdir(cwd)
-
-
-def experiments(root: Path) -> set[str]:
-    refs = git(root, "for-each-ref", "--format=%(refname)", "refs/exps").split()
-    return {ref.rsplit("/", 1)[1] for ref in refs if ref.count("/") == 4}
+    with monkeypatch.context() as patch, Repo(str(root)) as repo:
+        patch.chdir(root)  # DVC applies -S to params.yaml in the working folder
+        repo.experiments.new(repo.experiments.tempdir_queue, params={"params.yaml": [assignment]}, name=name)
 
 
 def stashed(root: Path) -> list[str]:
@@ -69,13 +58,15 @@ def stashed(root: Path) -> list[str]:
         return [entry.name for entry in repo.experiments.tempdir_queue.stash.stash_revs.values()]
 
 
-def test_a_trial_runs_only_its_own_experiment_with_its_environment(tmp_path: Path) -> None:
+def test_a_trial_runs_only_its_own_experiment_with_its_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     baseline = one_stage_project(tmp_path)
-    queue_elsewhere(tmp_path, "other", "x=3")
+    queue_elsewhere(tmp_path, "other", "x=3", monkeypatch)
 
     assert run_experiment(tmp_path, "mine", ["x=2"], {"MARK": "trial 7"}) == 0
 
-    assert experiments(tmp_path) == {"mine"}  # `dvc exp run --temp -n mine` also runs "other" here
+    assert set(experiments(tmp_path)) - {"stash"} == {"mine"}  # `dvc exp run --temp -n mine` also runs "other" here
     assert read_experiment(tmp_path, baseline, "mine", Path("out.json")) == {"x": 2, "mark": "trial 7"}
     assert stashed(tmp_path) == ["other"]  # still there for the process that put it
     assert git(tmp_path, "status", "--porcelain") == ""  # the workspace is untouched
@@ -86,6 +77,6 @@ def test_a_failing_trial_exits_as_dvc_does_and_leaves_no_experiment(tmp_path: Pa
 
     assert run_experiment(tmp_path, "broken", ["x=-1"], {}) == FAILED
 
-    assert experiments(tmp_path) == set()
+    assert set(experiments(tmp_path)) == set()
     assert stashed(tmp_path) == []
     assert not list((tmp_path / ".dvc/tmp/exps/standalone").glob("tmp*"))  # DVC removed its copy
