@@ -52,7 +52,8 @@ def main() -> None:
         for evaluation in evaluations:
             name = evaluation.model
             heatmap = confusion_heatmap(evaluation.confusion, meta.class_names, f"{model_title(name)}: test set")
-            save_figure(heatmap, out / paths.confusion_png(name).name)
+            png = out / paths.confusion_png(name).name
+            save_figure(heatmap, png)
             record = confusion_record(evaluation.confusion, meta.class_names)
             write_json(out / paths.confusion_json(name).name, record)
             evaluation.predictions.to_csv(out / paths.predictions_csv(name).name, float_format="%.6f")
@@ -64,7 +65,7 @@ def main() -> None:
                 test_set,
                 evaluation.metrics,
                 record,
-                heatmap,
+                png,
                 evaluation.per_class,
                 per_class_metrics(evaluation.per_class, meta.class_names),
             )

@@ -22,8 +22,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from digitflow.tracking.runs import RunInfo, run_name_base, training_run
@@ -44,7 +47,9 @@ class TestResults:
     test_set: Any  # mlflow.data dataset of the test images; its digest identifies them
     metrics: Mapping[str, float]
     confusion: dict
-    confusion_figure: Any
+    # The confusion matrix's picture as evaluate saved it under reports/: MLflow gets these same bytes,
+    # so the figure is drawn once, and the run and the report show one picture.
+    confusion_png: Path
     per_class: Any  # pandas DataFrame
     # Precision, recall and F1 of each class by its name (``test_recall.circle``): MLflow metrics too.
     per_class_metrics: Mapping[str, float] = field(default_factory=dict)
@@ -133,7 +138,9 @@ def log_test_results(client: Any, run_id: str, results: TestResults) -> bool:
         client.log_batch(run_id, metrics=logged[start : start + 1000])
     folder = "" if step == 0 else f"test_set_{step}/"
     client.log_dict(run_id, results.confusion, f"{folder}test_confusion_matrix.json")
-    client.log_figure(run_id, results.confusion_figure, f"{folder}test_confusion_matrix.png")
+    with tempfile.TemporaryDirectory() as tmp:
+        png = shutil.copyfile(results.confusion_png, Path(tmp, "test_confusion_matrix.png"))
+        client.log_artifact(run_id, str(png), folder.rstrip("/") or None)
     client.log_table(run_id, results.per_class.reset_index(), f"{folder}test_classification_report.json")
     entity = results.test_set._to_mlflow_entity()
     client.log_inputs(run_id, [DatasetInput(entity, [InputTag(MLFLOW_DATASET_CONTEXT, "test")])])

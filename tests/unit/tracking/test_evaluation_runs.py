@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
 from mlflow.entities import Metric, Param
 
+from digitflow.core.io import save_figure
 from digitflow.data.datasets import DIGIT_CLASSES
 from digitflow.evaluation.evaluate import evaluate_model
 from digitflow.evaluation.figures import confusion_heatmap
@@ -26,8 +28,11 @@ from tests.unit.tracking.conftest import EXPERIMENT, Store
 pytestmark = pytest.mark.filterwarnings("ignore:For backward compatibility, 'str' dtypes")
 
 
-def results_on_test_set(seed: int, n_images: int = 50, wrong_every: int = 5) -> evaluation_runs.TestResults:
-    """A model's results on a test set of ``n_images`` random images (``seed`` makes the set)."""
+def results_on_test_set(
+    folder: Path, seed: int, n_images: int = 50, wrong_every: int = 5
+) -> evaluation_runs.TestResults:
+    """A model's results on a test set of ``n_images`` random images (``seed`` makes the set); the
+    confusion matrix's picture is saved in ``folder``, as evaluate saves it under reports/."""
     rng = np.random.default_rng(seed)
     features = rng.integers(0, 17, size=(n_images, 64)).astype(np.float32)
     labels = np.arange(n_images) % 10
@@ -36,26 +41,28 @@ def results_on_test_set(seed: int, n_images: int = 50, wrong_every: int = 5) -> 
     proba = np.full((n_images, 10), 0.01)
     proba[np.arange(n_images), predicted] = 0.91
     evaluation = evaluate_model("torch", labels, proba, DIGIT_CLASSES)
+    png = folder / f"confusion_{seed}.png"
+    save_figure(confusion_heatmap(evaluation.confusion, DIGIT_CLASSES, "test set"), png)
     return evaluation_runs.TestResults(
         "torch",
         "digits",
         dataset_input(features, labels, "digits", "test"),
         evaluation.metrics,
         confusion_record(evaluation.confusion, DIGIT_CLASSES),
-        confusion_heatmap(evaluation.confusion, DIGIT_CLASSES, "test set"),
+        png,
         evaluation.per_class,
         per_class_metrics(evaluation.per_class, DIGIT_CLASSES),
     )
 
 
 @pytest.fixture(scope="module")
-def first_set() -> evaluation_runs.TestResults:
-    return results_on_test_set(seed=0)
+def first_set(tmp_path_factory: pytest.TempPathFactory) -> evaluation_runs.TestResults:
+    return results_on_test_set(tmp_path_factory.mktemp("figures"), seed=0)
 
 
 @pytest.fixture(scope="module")
-def second_set() -> evaluation_runs.TestResults:
-    return results_on_test_set(seed=1, n_images=30, wrong_every=3)
+def second_set(tmp_path_factory: pytest.TempPathFactory) -> evaluation_runs.TestResults:
+    return results_on_test_set(tmp_path_factory.mktemp("figures"), seed=1, n_images=30, wrong_every=3)
 
 
 def finished_training_run(store: Store, evaluated: bool = False, **tags: str) -> str:
@@ -80,7 +87,7 @@ def artifact_names(store: Store, run_id: str, folder: str | None = None) -> list
     return sorted(artifact.path for artifact in store.client.list_artifacts(run_id, folder))
 
 
-def test_results_go_in_once_per_test_set(store: Store, first_set: evaluation_runs.TestResults) -> None:
+def test_results_go_in_once_per_test_set(store: Store, first_set: evaluation_runs.TestResults, tmp_path: Path) -> None:
     run_id = finished_training_run(store)
     before = store.client.get_run(run_id).info
 
@@ -99,6 +106,9 @@ def test_results_go_in_once_per_test_set(store: Store, first_set: evaluation_run
         "test_confusion_matrix.json",
         "test_confusion_matrix.png",
     ]
+    # The picture the report shows, byte for byte: drawn once, not again for MLflow.
+    logged = store.client.download_artifacts(run_id, "test_confusion_matrix.png", str(tmp_path))
+    assert Path(logged).read_bytes() == first_set.confusion_png.read_bytes()
     (test_input,) = [i for i in run.inputs.dataset_inputs if i.dataset.digest == digest]
     assert [(tag.key, tag.value) for tag in test_input.tags] == [("mlflow.data.context", "test")]
     # Written through the client: the run is not reopened, so it stays FINISHED at its own end time.
