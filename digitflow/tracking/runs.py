@@ -117,28 +117,38 @@ def run_name_base(model_name: str, dataset: str, environ: Mapping[str, str] | No
 @contextlib.contextmanager
 def _active_run(uri: str, stage: str, experiment: str | None = None, **start: Any) -> Iterator[Any]:
     """``mlflow.start_run`` whose store failures, at the start, inside the block or at the end, become one
-    ``TrackingStoreError``; the run ends FAILED if the block raises or is interrupted, when the store can
-    still be reached (otherwise the next pipeline run marks it FAILED, see ``prepare_experiment``)."""
+    ``TrackingStoreError``; the run ends FAILED if the block raises or is interrupted. A watchdog process
+    ends it FAILED if this process is killed outright, or exits without having ended it (the store did not
+    answer then; otherwise the next pipeline run marks it FAILED, see ``prepare_experiment``)."""
     import mlflow
+
+    from digitflow.tracking import watchdog
 
     mlflow.set_tracking_uri(uri)
     with store_errors(uri, f"starting the {stage} run", experiment):
         run = mlflow.start_run(**start)
     heartbeat = Heartbeat(uri, run.info.run_id)
+    guard, ended = None, False
     try:
+        guard = watchdog.spawn(run.info.run_id, uri)
         doing = f"logging the {stage} run {run.info.run_id}; no output was written"
         with heartbeat, store_errors(uri, doing, experiment):
             yield run
-    except KeyboardInterrupt:
-        end_run_quietly("FAILED")
+    except KeyboardInterrupt as interrupt:
+        ended = end_run_quietly("FAILED", interrupt)
         if (lost := heartbeat.lost(uri, stage)) is not None:
             raise lost from heartbeat.error
         raise
-    except BaseException:
-        end_run_quietly("FAILED")
+    except BaseException as failure:
+        ended = end_run_quietly("FAILED", failure)
         raise
-    with store_errors(uri, f"ending the {stage} run {run.info.run_id}"):
-        mlflow.end_run()
+    else:
+        with store_errors(uri, f"ending the {stage} run {run.info.run_id}"):
+            mlflow.end_run()
+        ended = True
+    finally:
+        if guard is not None and ended:
+            watchdog.release(guard)
 
 
 @contextlib.contextmanager
@@ -149,21 +159,13 @@ def training_run(
     and a watchdog ends it FAILED if the process is killed outright."""
     import mlflow
 
-    from digitflow.tracking import watchdog
-
     uri = tracking_uri()
     experiment_id = prepare_experiment(experiment, uri)
     with store_errors(uri, "naming the run"):
         name = unique_run_name(mlflow.MlflowClient(uri), experiment_id, run_name)
     tags = {**run_tags(stage, dataset), **(extra_tags or {})}
-    watchdog_process = None
-    try:
-        with _active_run(uri, stage, experiment, experiment_id=experiment_id, run_name=name, tags=tags) as run:
-            watchdog_process = watchdog.spawn(run.info.run_id, uri)
-            yield run
-    finally:
-        if watchdog_process is not None:
-            watchdog.release(watchdog_process)
+    with _active_run(uri, stage, experiment, experiment_id=experiment_id, run_name=name, tags=tags) as run:
+        yield run
 
 
 def log_step_metrics(run_id: str, history: list[dict[str, float]], step_key: str = "epoch") -> None:
