@@ -1,7 +1,8 @@
 """The small search space the sweep tests use, and the experiments a sweep leaves."""
 
-import subprocess
 from pathlib import Path
+
+from tests.conftest import git
 
 # Few epochs and two searched params (one per model, so every trial retrains both): a trial is one
 # `dvc exp run` of train_sklearn, train_torch, evaluate and report; the rest comes from the run-cache.
@@ -19,11 +20,5 @@ SPACE = {
 
 def experiments(project: Path) -> dict[str, str]:
     """DVC experiment name -> its commit, from the refs `dvc exp run` leaves."""
-    listing = subprocess.run(
-        ["git", "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps/"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
+    listing = git(project, "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps/").splitlines()
     return {ref.rsplit("/", 1)[1]: rev for ref, rev in (line.split() for line in listing if line)}
