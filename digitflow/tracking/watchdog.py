@@ -22,6 +22,9 @@ import subprocess
 import sys
 
 DONE = b"done\n"
+# The failure tag a run ended here gets. "Exited", not "died": the owner may also have exited on its own
+# after failing to reach the tracking store when it tried to end the run.
+ORPHANED = "the stage's process exited without ending the run (killed, or the tracking store was unreachable)"
 
 
 def spawn(run_id: str, tracking_uri: str) -> subprocess.Popen[bytes]:
@@ -56,7 +59,7 @@ def main(run_id: str) -> None:
     client = mlflow.MlflowClient(tracking_uri)
     if client.get_run(run_id).info.status == "RUNNING":
         client.set_terminated(run_id, status="FAILED")
-        client.set_tag(run_id, "digitflow.failure", "the stage's process died without ending the run")
+        client.set_tag(run_id, "digitflow.failure", ORPHANED)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import mlflow
 import pytest
 
 from digitflow.core.processes import isolated_env
+from digitflow.tracking import watchdog
 from digitflow.tracking.runs import training_run
 from tests.conftest import PROJECT_ROOT
 from tests.unit.tracking.conftest import EXPERIMENT, Store
@@ -67,4 +68,4 @@ def test_a_run_its_stage_could_not_end_is_ended_failed_by_its_watchdog(store: St
     wait_until(lambda: store.client.get_run(run_id).info.status != "RUNNING", what="the watchdog to end the run")
     run = store.client.get_run(run_id)
     assert run.info.status == "FAILED"
-    assert run.data.tags[FAILURE_TAG] == "the stage's process died without ending the run"
+    assert run.data.tags[FAILURE_TAG] == watchdog.ORPHANED

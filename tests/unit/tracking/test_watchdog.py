@@ -55,7 +55,7 @@ def test_an_owner_killed_outright_leaves_its_run_failed(store: Store) -> None:
     wait_until(lambda: store.client.get_run(run_id).info.status != "RUNNING", what="the run to end")
     run = store.client.get_run(run_id)
     assert run.info.status == "FAILED"
-    assert run.data.tags[FAILURE_TAG] == "the stage's process died without ending the run"
+    assert run.data.tags[FAILURE_TAG] == watchdog.ORPHANED
     assert run.info.end_time is not None
     wait_until(lambda: not process_alive(watchdog_pid), timeout=30, what="the watchdog to exit")
 
